@@ -1,0 +1,279 @@
+"""Ledger throughput: appends/s on SQLite and PostgreSQL, and ``audit verify`` events/s.
+
+    python bench/ledger.py [--events 100000] [--repeat 3] [--pg-url URL] [--no-pg]
+
+Every figure is measured in this run, next to its baseline, for two event sizes:
+
+* *demo-sized*: the embedded arithmetic demo (a ~60-byte prompt shared by a group of 8, a
+  ~30-byte completion, a reference);
+* *LLM-sized*: a ~400-byte prompt and a ~700-byte completion.
+
+Each reward event carries two verifier outcomes with details, its final reward and advantage
+(~480 bytes of JSON body) and its three blobs; a checkpoint is signed every 256 events (a
+training step). Rows:
+
+* **plain SQLite**: the same rows (``json.dumps`` of the body, the same blobs with their
+  SHA-256) inserted into plain tables with ``executemany`` in batches of the same size, WAL,
+  ``synchronous=FULL``: the ceiling for this machine and these rows.
+* **ledger append**: ``put_blob`` + ``append`` — RFC 8785 canonical JSON, SHA-256 leaf and
+  tree hashing, batched commits with ``synchronous=FULL`` — then ``flush`` and ``sign``; with
+  the writer thread (the default) and in the caller's thread. Goal: >= 50,000 events/s.
+* **audit verify**: :func:`trustgrpo.ledger.audit.verify` over the ledger just written
+  (every leaf, the tree, every checkpoint's signature and consistency, every blob's hash).
+  Goal: >= 100,000 events/s.
+
+Figures are the median of ``--repeat`` runs, in events per wall-clock second (the goals) and
+per CPU-second of this process (steadier when other work shares a small machine; it leaves
+out the PostgreSQL server's own CPU). The load average is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from trustgrpo.ledger import Ledger
+from trustgrpo.ledger.audit import verify
+
+_VOCABULARY = (
+    "the of and to in is that for it as with was on be by this are from or an which at not "
+    "have has but all were can one more if will their there so its also two three answer step "
+    "sum total therefore compute first then add multiply divide result equals number value"
+)
+WORDS = _VOCABULARY.split()
+BATCH = 4096
+STEP_EVENTS = 256
+SIZES = {"demo-sized": (60, 30), "LLM-sized": (400, 700)}
+
+Event = tuple[str, str, str, dict[str, Any]]
+
+
+def _text(rng: random.Random, n_chars: int) -> str:
+    out: list[str] = []
+    size = 0
+    while size < n_chars:
+        w = rng.choice(WORDS)
+        out.append(w)
+        size += len(w) + 1
+    return " ".join(out)
+
+
+def make_events(
+    n: int, seed: int = 0, prompt_chars: int = 400, completion_chars: int = 700
+) -> list[Event]:
+    """``(prompt, completion, reference, body)`` for ``n`` reward events (8 per group)."""
+    rng = random.Random(seed)
+    events = []
+    prompt = reference = ""
+    for i in range(n):
+        if i % 8 == 0:
+            prompt = _text(rng, prompt_chars)
+            reference = str(rng.randint(0, 10**6))
+        completion = _text(rng, completion_chars) + f" answer {rng.randint(0, 10**6)}"
+        correct = rng.random() < 0.4
+        body = {
+            "step": i // STEP_EVENTS + 1,
+            "prompt_id": f"train-{(i // 8) % 5000:05d}",
+            "group_id": (i // 8) % 32,
+            "index": i % 8,
+            "num_tokens": rng.randint(20, 256),
+            "truncated": rng.random() < 0.05,
+            "outcomes": [
+                {
+                    "verifier": "math@3f2a9c1b7d0e",
+                    "status": "correct" if correct else "incorrect",
+                    "score": 1.0 if correct else 0.0,
+                    "details": {"extracted": str(rng.randint(0, 999)), "expected": reference},
+                    "duration_ms": round(rng.uniform(0.1, 5.0), 3),
+                },
+                {
+                    "verifier": "format@aa11bb22cc33",
+                    "status": "correct",
+                    "score": 1.0,
+                    "details": {"reason": "answer tag present"},
+                    "duration_ms": round(rng.uniform(0.01, 0.2), 3),
+                },
+            ],
+            "reward": 1.0 if correct else 0.1,
+            "advantage": rng.gauss(0.0, 1.0),
+        }
+        events.append((prompt, completion, reference, body))
+    return events
+
+
+Rate = tuple[float, float]
+"""(events per wall-clock second, events per CPU-second of this process)."""
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _rate(n: int, start: tuple[float, float]) -> Rate:
+    wall, cpu = _clock()
+    return n / (wall - start[0]), n / max(cpu - start[1], 1e-9)
+
+
+def bench_append(run_dir: Path, url: str | None, events: list[Event], background: bool) -> Rate:
+    ledger = Ledger.open(run_dir, url=url, background=background, batch_size=BATCH)
+    put, append = ledger.put_blob, ledger.append
+    t0 = _clock()
+    for i, (prompt, completion, reference, body) in enumerate(events):
+        body = dict(body)
+        body["prompt_blob"] = put(prompt)
+        body["completion_blob"] = put(completion)
+        body["reference_blob"] = put(reference)
+        body["metadata_blob"] = None
+        append("reward", body)
+        if i % STEP_EVENTS == STEP_EVENTS - 1:
+            ledger.sign(wait=False)
+    ledger.flush()
+    ledger.sign()
+    rate = _rate(len(events), t0)
+    ledger.close()
+    return rate
+
+
+def bench_plain_sqlite(path: Path, events: list[Event]) -> Rate:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE events (idx INTEGER PRIMARY KEY, kind TEXT, data BLOB)")
+    db.execute("CREATE TABLE blobs (hash TEXT PRIMARY KEY, data BLOB)")
+    t0 = _clock()
+    rows: list[tuple[int, str, bytes]] = []
+    blobs: list[tuple[str, bytes]] = []
+    for i, (prompt, completion, reference, body) in enumerate(events):
+        for text in (prompt, completion, reference):
+            raw = text.encode()
+            blobs.append((hashlib.sha256(raw).hexdigest(), raw))
+        rows.append((i, "reward", json.dumps(body).encode()))
+        if len(rows) >= BATCH or i == len(events) - 1:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?)", blobs)
+            db.executemany("INSERT INTO events VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+            rows, blobs = [], []
+    rate = _rate(len(events), t0)
+    db.close()
+    return rate
+
+
+def bench_verify(run_dir: Path, url: str | None) -> Rate:
+    with Ledger.open_readonly(run_dir, url=url) as reader:
+        t0 = _clock()
+        report = verify(reader)
+        rate = _rate(report.events, t0)
+    if not report.ok:
+        raise SystemExit(f"the benchmark ledger does not verify: {report.problems[0]}")
+    return rate
+
+
+def _pg_url(base: str) -> str:
+    return f"{base}{'&' if '?' in base else '?'}schema=bench_{uuid.uuid4().hex[:10]}"
+
+
+def _drop(url: str) -> None:
+    from trustgrpo.ledger.store_postgres import PostgresStore
+
+    store = PostgresStore(url, default_schema="unused")
+    store.drop()
+    store.close()
+
+
+def measure(events: list[Event], repeat: int, pg: str | None) -> dict[str, list[Rate]]:
+    out: dict[str, list[Rate]] = {}
+
+    def add(name: str, rate: Rate) -> None:
+        out.setdefault(name, []).append(rate)
+
+    for r in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            add("plain SQLite executemany", bench_plain_sqlite(d / "plain.db", events))
+            add("ledger append, SQLite, writer thread", bench_append(d / "a", None, events, True))
+            add("ledger append, SQLite, caller thread", bench_append(d / "b", None, events, False))
+            add("audit verify, SQLite", bench_verify(d / "a", None))
+            if pg and r == 0:  # PostgreSQL once: it is slower and the point is the order
+                url = _pg_url(pg)
+                try:
+                    rate = bench_append(d / "p", url, events, True)
+                    add("ledger append, PostgreSQL, writer thread", rate)
+                    add("audit verify, PostgreSQL", bench_verify(d / "p", url))
+                finally:
+                    _drop(url)
+    return out
+
+
+def _table(results: dict[str, dict[str, Rate]], title: str, col: int) -> None:
+    names = list(next(iter(results.values())))
+    width = max(map(len, names))
+    print(f"\n{title:<{width}}" + "".join(f"  {label:>22}" for label in results))
+    for name in names:
+        cells = []
+        for label in results:
+            rate = results[label].get(name)
+            base = results[label]["plain SQLite executemany"][col]
+            if rate is None:
+                cells.append(f"{'-':>22}")
+                continue
+            note = f" ({rate[col] / base:.2f}x)" if name.startswith("ledger append") else ""
+            cells.append(f"{rate[col]:>13,.0f}{note:>9}")
+        print(f"{name:<{width}}" + "".join(f"  {c:>22}" for c in cells))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=100_000, help="events per run")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per figure (median)")
+    ap.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "TRUSTGRPO_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    ap.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    args = ap.parse_args(argv)
+    pg = None if args.no_pg else args.pg_url
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"ledger benchmark: Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} CPUs, load average {load:.2f}; {args.events:,} reward events per run, "
+        f"median of {args.repeat}"
+    )
+    results: dict[str, dict[str, Rate]] = {}
+    for label, (pc, cc) in SIZES.items():
+        events = make_events(args.events, prompt_chars=pc, completion_chars=cc)
+        body = sum(len(json.dumps(b)) for *_, b in events[:1000]) / 1000
+        print(
+            f"  {label}: body ~{body:.0f} B JSON, prompt ~{pc} B (shared by 8), completion ~{cc} B"
+        )
+        runs = measure(events, args.repeat, pg)
+        results[label] = {
+            k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v))
+            for k, v in runs.items()
+        }
+    for title, col in (("events per second (wall clock)", 0), ("events per CPU-second", 1)):
+        _table(results, title, col)
+    print(
+        "x: ratio to plain SQLite in the same run. Goals: append >= 50,000/s, verify >= "
+        "100,000/s (wall clock). CPU-seconds count this process only, so they move less when "
+        "other work shares the machine."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

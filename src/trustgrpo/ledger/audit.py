@@ -1,0 +1,383 @@
+"""Audits of a ledger: ``verify`` lives here; ``trace``, ``export``, ``redact`` (re-exported
+here), ``replay`` and ``proof`` have their own modules.
+
+``verify`` is what makes the ledger tamper-evident rather than merely hashed. It recomputes
+every leaf hash from the stored event (RFC 9162 §2.1.1) and the whole tree, checks each
+signed checkpoint's signature, origin and root, the consistency of each checkpoint with the
+next (RFC 9162 §2.1.4), every blob's content hash, and that every blob an event refers to
+exists. Checkpoints kept elsewhere (``--checkpoint FILE``) are checked the same way: that is
+how an outside auditor detects a log that was truncated or rewritten and re-signed, since
+whoever holds the run directory holds the signing key too.
+
+Limits (inherent to a transparency log, reported as warnings, not failures): events after the
+last checkpoint are not signed yet, so removing or adding events there is only caught by the
+next checkpoint; and without an outside checkpoint, a log rewritten and re-signed by the key
+holder is self-consistent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trustgrpo.errors import LedgerError, VerificationError
+from trustgrpo.ledger.canonical import canonical_json
+from trustgrpo.ledger.events import BLOB_PREFIX, parse_event
+from trustgrpo.ledger.export import export, redact
+from trustgrpo.ledger.merkle import MerkleTree, verify_consistency
+from trustgrpo.ledger.reader import LedgerReader
+from trustgrpo.ledger.sign import Checkpoint, VerifierKey, load_public_key, parse_vkey
+from trustgrpo.ledger.sign import verify_checkpoint as check_note
+from trustgrpo.ledger.store import FORMAT, CheckpointRow
+from trustgrpo.ledger.trace import TraceReport, trace
+
+_sha256 = hashlib.sha256
+_TAIL = re.compile(rb',"index":(0|[1-9][0-9]*),"kind":"([a-z_]+)","ts":(0|[1-9][0-9]*)\}\Z')
+"""The fixed tail of a canonical envelope."""
+_BLOB_REF = re.compile(rb'_blob":"(sha256:[0-9a-f]{64})"')
+"""A blob reference in canonical JSON: the value of a key ending in ``_blob`` (a quote
+followed by a colon always closes a key, so this cannot match inside a string)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing that does not hold: where, and what was expected vs found."""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class VerifyReport:
+    """The outcome of :func:`verify`."""
+
+    location: str
+    key: str = ""
+    """The note verifier key the checkpoints were checked with."""
+    events: int = 0
+    root: str = ""
+    checkpoints: int = 0
+    signed_size: int = 0
+    """Events covered by the last valid checkpoint."""
+    external: int = 0
+    blobs: int = 0
+    redacted_blobs: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    more_problems: int = 0
+    """Problems found beyond the ones listed."""
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "location": self.location,
+            "key": self.key,
+            "events": self.events,
+            "root": self.root,
+            "checkpoints": self.checkpoints,
+            "signed_size": self.signed_size,
+            "external_checkpoints": self.external,
+            "blobs": self.blobs,
+            "redacted_blobs": self.redacted_blobs,
+            "first_problem": str(self.problems[0]) if self.problems else None,
+            "problems": [{"where": p.where, "message": p.message} for p in self.problems],
+            "more_problems": self.more_problems,
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class _Problems:
+    def __init__(self, report: VerifyReport, limit: int) -> None:
+        self.report, self.limit = report, limit
+
+    def __call__(self, where: str, message: str) -> None:
+        if len(self.report.problems) < self.limit:
+            self.report.problems.append(Problem(where, message))
+        else:
+            self.report.more_problems += 1
+
+
+def verify(
+    reader: LedgerReader,
+    *,
+    key: VerifierKey | None = None,
+    external: Sequence[tuple[str, str | bytes]] = (),
+    deep: bool = False,
+    max_problems: int = 50,
+) -> VerifyReport:
+    """Check everything in the ledger; see the module docstring.
+
+    ``key``: the public key to trust (default: ``ledger.pub`` in the run directory, else the
+    one in the store). ``external``: ``(name, note)`` checkpoints kept outside the ledger.
+    ``deep``: also parse every leaf and check it is canonical JSON (slower).
+    """
+    t0 = time.perf_counter()
+    report = VerifyReport(location=reader.location)
+    problem = _Problems(report, max_problems)
+    meta = reader.meta
+    trusted = _trusted_key(reader, key, problem)
+    report.key = trusted.to_vkey() if trusted and trusted.name else ""
+    if meta.get("format") != FORMAT:
+        problem("meta", f"format expected {FORMAT!r}, found {meta.get('format')!r}")
+    origin = meta.get("origin", "")
+
+    # Checkpoints first, then events, then blobs: a writer appending meanwhile only adds
+    # events after the checkpoints read, and blobs before the events that use them.
+    checkpoint_rows = reader.store.checkpoints()
+    tree, refs = _verify_events(reader, problem, deep)
+    report.events, report.root = tree.size, tree.root().hex()
+
+    cps = _verify_checkpoints(checkpoint_rows, tree, trusted, origin, problem)
+    report.checkpoints = len(cps)
+    report.signed_size = max((c.size for c in cps), default=0)
+    for name, note in external:
+        report.external += 1
+        _verify_external(name, note, tree, trusted, origin, cps, problem)
+
+    report.blobs, report.redacted_blobs = _verify_blobs(reader, refs, problem)
+    if tree.size and not cps:
+        report.warnings.append(f"no signed checkpoint: none of the {tree.size} events is signed")
+    elif tree.size > report.signed_size:
+        report.warnings.append(
+            f"{tree.size - report.signed_size} events after the last checkpoint (size "
+            f"{report.signed_size}) are not signed yet"
+        )
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _trusted_key(
+    reader: LedgerReader, key: VerifierKey | None, problem: _Problems
+) -> VerifierKey | None:
+    stored = file_key = None
+    try:
+        stored = parse_vkey(reader.meta.get("public_key", ""))
+    except VerificationError as e:
+        problem("meta public_key", str(e))
+    pub = reader.run_dir / "ledger.pub"
+    if pub.is_file():
+        try:
+            file_key = load_public_key(pub)
+        except VerificationError as e:
+            problem(str(pub), str(e))
+    trusted = key or file_key or stored
+    if trusted is None:
+        problem("key", "expected a public key (ledger.pub, the store, or --key), found none")
+        return None
+    for name, other in (("ledger.pub", file_key), ("the store's meta", stored)):
+        if other is not None and other.public_key != trusted.public_key:
+            problem(
+                "key",
+                f"public key in {name}: expected {trusted.fingerprint[:16]} (trusted), found "
+                f"{other.fingerprint[:16]}",
+            )
+    if key is not None and not key.name and stored is not None:
+        trusted = VerifierKey(stored.name, key.public_key)  # a PEM key: take the log's name
+    return trusted
+
+
+def _verify_events(
+    reader: LedgerReader, problem: _Problems, deep: bool
+) -> tuple[MerkleTree, dict[str, int]]:
+    """Recompute every leaf and the tree; check each envelope; collect blob references.
+
+    The envelope is checked on the canonical bytes (its fixed ``{"body":`` head and
+    ``,"index":N,"kind":"K","ts":T}`` tail), which is exact for what the writer produces and
+    keeps verification fast; ``deep`` also parses each leaf and checks that it is canonical
+    JSON (RFC 8785), which catches a faulty writer rather than tampering.
+    """
+    tree = MerkleTree()
+    append = tree.append
+    refs: dict[bytes, int] = {}
+    tail_search = _TAIL.search
+    find_refs = _BLOB_REF.findall
+    for idx, kind, lh, data in reader.store.iter_events():
+        i = tree.size
+        if type(data) is not bytes:  # SQLite is dynamically typed: a TEXT value is possible
+            data = data.encode() if isinstance(data, str) else bytes(data)
+        h = _sha256(b"\x00" + data).digest()
+        if idx != i:
+            problem(
+                f"event {i}",
+                f"index expected {i}, found {idx} (an event is missing, duplicated or moved)",
+            )
+        if h != lh:
+            stored = lh.hex() if isinstance(lh, bytes) else repr(lh)
+            problem(
+                f"event {i}",
+                f"leaf hash expected {stored} (stored), found {h.hex()} (recomputed from the "
+                "event)",
+            )
+        m = tail_search(data, max(len(data) - 96, 0))
+        if (
+            m is None
+            or not data.startswith(b'{"body":{')
+            or int(m[1]) != i
+            or m[2].decode() != kind
+            or deep
+        ):
+            _check_envelope(i, kind, h, data, deep, problem)
+        for ref in find_refs(data):
+            if ref not in refs:
+                refs[ref] = i
+        append(h)
+    return tree, {r.decode(): i for r, i in refs.items()}
+
+
+def _check_envelope(
+    i: int, kind: str, h: bytes, data: bytes, deep: bool, problem: _Problems
+) -> None:
+    try:
+        event = parse_event(i, kind, h, data)
+    except VerificationError as e:
+        problem(f"event {i}", str(e).removeprefix(f"event {i}: "))
+        return
+    if deep:
+        env = {"body": event.body, "index": event.index, "kind": event.kind, "ts": event.ts}
+        try:
+            again = canonical_json(env)
+        except LedgerError as e:
+            problem(f"event {i}", f"expected canonical JSON (RFC 8785), found {e}")
+            return
+        if again != data:
+            problem(
+                f"event {i}",
+                f"expected canonical JSON (RFC 8785) of {len(again)} bytes, found {len(data)} "
+                "bytes that differ",
+            )
+    elif not data.startswith(b'{"body":{') or _TAIL.search(data) is None:
+        problem(f"event {i}", "envelope expected in canonical form, found another layout")
+
+
+def _verify_checkpoints(
+    rows: list[CheckpointRow],
+    tree: MerkleTree,
+    key: VerifierKey | None,
+    origin: str,
+    problem: _Problems,
+) -> list[Checkpoint]:
+    good: list[Checkpoint] = []
+    prev: Checkpoint | None = None
+    for n, (cid, size, note) in enumerate(rows):
+        where = f"checkpoint {n} (id {cid})"
+        if key is None:
+            continue
+        try:
+            cp = check_note(note, key)
+        except VerificationError as e:
+            problem(where, str(e))
+            continue
+        where = f"checkpoint {n} (id {cid}, size {cp.size})"
+        bad = _check_head(where, cp, tree, origin, problem, prev)
+        if cp.size != size:
+            problem(where, f"size expected {cp.size} (signed), found {size} (stored column)")
+            bad = True
+        if prev is not None and not bad:
+            if cp.time < prev.time:
+                problem(where, f"time expected >= {prev.time} (previous), found {cp.time}")
+            try:  # RFC 9162 §2.1.4: the previous signed head is a prefix of this one
+                proof = tree.consistency_proof(prev.size, cp.size)
+                verify_consistency(prev.size, cp.size, proof, prev.root, cp.root)
+            except (VerificationError, ValueError) as e:
+                problem(where, f"not consistent with checkpoint {n - 1}: {e}")
+                bad = True
+        if not bad:
+            good.append(cp)
+            prev = cp
+    return good
+
+
+def _check_head(
+    where: str,
+    cp: Checkpoint,
+    tree: MerkleTree,
+    origin: str,
+    problem: _Problems,
+    prev: Checkpoint | None,
+) -> bool:
+    """Check a signed head against the recomputed tree; True when something is wrong."""
+    bad = False
+    if cp.origin != origin:
+        problem(where, f"origin expected {origin!r} (the ledger's), found {cp.origin!r}")
+        bad = True
+    if cp.size > tree.size:
+        problem(
+            where,
+            f"signed size {cp.size}, but the ledger holds {tree.size} events: events were removed",
+        )
+        return True
+    found = tree.root(cp.size)
+    if found != cp.root:
+        span = f"events {prev.size}..{cp.size - 1}" if prev else f"events 0..{cp.size - 1}"
+        problem(
+            where,
+            f"root expected {cp.root.hex()} (signed), found {found.hex()} (recomputed): "
+            f"{span} differ from what was signed",
+        )
+        bad = True
+    if prev is not None and cp.size < prev.size:
+        problem(where, f"size expected >= {prev.size} (previous checkpoint), found {cp.size}")
+        bad = True
+    return bad
+
+
+def _verify_external(
+    name: str,
+    note: str | bytes,
+    tree: MerkleTree,
+    key: VerifierKey | None,
+    origin: str,
+    cps: list[Checkpoint],
+    problem: _Problems,
+) -> None:
+    where = f"external checkpoint {name}"
+    if key is None:
+        return
+    try:
+        cp = check_note(note, key)
+    except VerificationError as e:
+        problem(where, f"not signed by the trusted key {key.fingerprint[:16]}: {e}")
+        return
+    _check_head(where, cp, tree, origin, problem, None)
+
+
+def _verify_blobs(
+    reader: LedgerReader, refs: dict[str, int], problem: _Problems
+) -> tuple[int, int]:
+    seen: set[str] = set()
+    redacted = 0
+    for h, size, data, note in reader.store.iter_blobs():
+        seen.add(h)
+        where = f"blob {h}"
+        if data is None:
+            redacted += 1
+            if not note:
+                problem(where, "content expected (or a redaction record), found neither")
+            continue
+        if type(data) is not bytes:
+            data = data.encode() if isinstance(data, str) else bytes(data)
+        found = BLOB_PREFIX + _sha256(data).hexdigest()
+        if found != h:
+            problem(where, f"content hash expected {h}, found {found}")
+        elif size != len(data):
+            problem(where, f"size expected {len(data)}, found {size} (stored column)")
+    for h, i in refs.items():
+        if h not in seen:
+            problem(f"event {i}", f"refers to blob {h}, expected in the blob table, found none")
+    return len(seen), redacted
+
+
+__all__ = ["Problem", "TraceReport", "VerifyReport", "export", "redact", "trace", "verify"]

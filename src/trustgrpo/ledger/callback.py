@@ -1,0 +1,116 @@
+"""The trainer's hook into the ledger: :class:`LedgerCallback`.
+
+What each hook writes (bodies in :mod:`trustgrpo.ledger.events`)::
+
+    on_train_start   run_started (or run_resumed): config, provenance, start step, ledger key
+    on_step_rewards  one reward event per sample; prompt, completion, reference and metadata
+                     go to the blob table
+    on_step_end      a step event with the step's metrics, then a signed checkpoint (queued)
+    on_checkpoint    a checkpoint event with the weights' SHA-256, then a signed checkpoint,
+                     waited for: the events that shaped saved weights are on disk with them
+    on_train_end     run_finished, then a signed checkpoint, waited for (flushed)
+
+The hot path only builds bodies and queues them: the ledger's writer thread does the disk
+work, and step-end signatures are queued too (``sign(wait=False)``), so the trainer waits on
+disk only when it saves weights and at the end of the run. The callback does not close the
+ledger; whoever opened it does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trustgrpo.callbacks import Callback, CheckpointInfo, RunInfo, StepBatch
+from trustgrpo.errors import LedgerError
+from trustgrpo.ledger.canonical import canonical_json, to_jsonable
+from trustgrpo.ledger.events import reward_body
+from trustgrpo.ledger.ledger import Ledger
+
+
+class LedgerCallback(Callback):
+    """Writes a run's events to ``ledger`` (see the module docstring)."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def on_train_start(self, run: RunInfo) -> None:
+        kind = "run_resumed" if run.resumed else "run_started"
+        self.ledger.append(
+            kind,
+            {
+                "config": to_jsonable(run.config),
+                "provenance": to_jsonable(run.provenance),
+                "start_step": int(run.start_step),
+                "ledger": {
+                    "origin": self.ledger.verifier_key.name,
+                    "key": self.ledger.verifier_key.to_vkey(),
+                },
+            },
+        )
+        self.ledger.sign(wait=False)
+
+    def on_step_rewards(self, run: RunInfo, batch: StepBatch) -> None:
+        ledger = self.ledger
+        put = ledger.put_blob
+        last_prompt: str | None = None
+        prompt_hash = ""
+        for i, sample in enumerate(batch.samples):
+            if sample.prompt is not last_prompt:  # a group shares its prompt object
+                last_prompt, prompt_hash = sample.prompt, put(sample.prompt)
+            blobs = {
+                "prompt": prompt_hash,
+                "completion": put(sample.completion),
+                "reference": None if sample.reference is None else put(sample.reference),
+                "metadata": put(_metadata_json(sample.metadata)) if sample.metadata else None,
+            }
+            body = reward_body(
+                batch.step,
+                sample,
+                batch.outcomes[i],
+                float(batch.rewards[i]),
+                float(batch.advantages[i]),
+                blobs,
+            )
+            try:
+                ledger.append("reward", body)
+            except LedgerError:  # a verifier put something odd in its details
+                ledger.append("reward", to_jsonable(body))
+
+    def on_step_end(self, run: RunInfo, batch: StepBatch) -> bool | None:
+        self.ledger.append(
+            "step",
+            {
+                "step": batch.step,
+                "num_samples": len(batch.samples),
+                "group_size": int(batch.group_size),
+                "metrics": to_jsonable(batch.metrics),
+            },
+        )
+        self.ledger.sign(wait=False)
+        return None
+
+    def on_checkpoint(self, run: RunInfo, info: CheckpointInfo) -> None:
+        path = Path(info.path)
+        try:
+            shown = str(path.resolve().relative_to(Path(run.run_dir).resolve()))
+        except ValueError:
+            shown = str(path)
+        self.ledger.append(
+            "checkpoint",
+            {"step": int(info.step), "weights_sha256": info.weights_sha256, "path": shown},
+        )
+        self.ledger.sign(wait=True)
+
+    def on_train_end(self, run: RunInfo, result: Mapping[str, Any]) -> None:
+        self.ledger.append("run_finished", {"result": to_jsonable(result)})
+        self.ledger.sign(wait=True)
+
+
+def _metadata_json(metadata: Mapping[str, Any]) -> bytes:
+    """A sample's extra data columns as canonical JSON (what ``audit replay`` feeds back)."""
+    try:
+        return canonical_json(dict(metadata))
+    except LedgerError:
+        return canonical_json(to_jsonable(metadata))

@@ -1,0 +1,201 @@
+"""What detectors read: one training step's reward events as arrays (:class:`StepData`).
+
+The same object is built online from the trainer's :class:`~trustgrpo.callbacks.StepBatch`
+and offline from a recorded ledger's ``reward`` events, so every detector that needs nothing
+but the record runs identically in both places.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trustgrpo.monitors._alert import Ref
+from trustgrpo.verifiers.base import STATUSES
+
+#: Verifier types that check form, not correctness (component dominance's default split).
+FORMAT_TYPES = frozenset({"regex", "format", "json_schema", "length", "overlong"})
+STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
+CORRECT, INCORRECT, ABSTAIN, ERROR, TIMEOUT = (STATUS_CODE[s] for s in STATUSES)
+
+
+@dataclass(frozen=True)
+class ComponentInfo:
+    """One verifier component of the run's reward."""
+
+    name: str
+    role: str
+    """``reward``, ``gate`` or ``shaping``."""
+    type: str = ""
+    """Registered type (``numeric``...) or ``package.module:function``."""
+    id: str = ""
+    """``name@version``."""
+
+    @property
+    def judges(self) -> bool:
+        """True for components that say whether an answer is right (not shaping)."""
+        return self.role != "shaping"
+
+
+def components_of(reward: Any) -> tuple[ComponentInfo, ...]:
+    """The :class:`ComponentInfo` of a live :class:`~trustgrpo.verifiers.Reward`."""
+    return tuple(ComponentInfo(c.name, c.role, c.type, c.id) for c in reward.components)
+
+
+def components_from_inventory(inventory: Sequence[Mapping[str, Any]]) -> tuple[ComponentInfo, ...]:
+    """The components recorded in a ``run_started`` event's verifier inventory."""
+    return tuple(
+        ComponentInfo(
+            str(v.get("name", "")),
+            str(v.get("role", "reward")),
+            str(v.get("type", "")),
+            str(v.get("id", "")),
+        )
+        for v in inventory
+    )
+
+
+@dataclass
+class StepData:
+    """One step's samples, group by group, as arrays (n samples, k components)."""
+
+    step: int
+    components: tuple[ComponentInfo, ...]
+    group: np.ndarray
+    """Group id per sample (int)."""
+    lengths: np.ndarray
+    """Generated tokens per sample (float)."""
+    rewards: np.ndarray
+    """Final reward per sample; NaN where masked."""
+    scores: np.ndarray
+    """(n, k) component scores; NaN where unscored."""
+    status: np.ndarray
+    """(n, k) status codes (index into ``STATUSES``)."""
+    refs: list[Ref]
+    """Per sample, how to name its reward event in evidence."""
+    completions: Sequence[str] = ()
+    """Completion texts (empty offline when not needed, or redacted)."""
+    metadata: Sequence[Mapping[str, Any]] = ()
+    """Per sample, its data columns."""
+    batch: Any = None
+    """Online only: the trainer's ``StepBatch`` (live detectors re-score its samples)."""
+    correct: np.ndarray = field(init=False)
+    """Per sample: every judging (non-shaping) component said ``correct``."""
+
+    def __post_init__(self) -> None:
+        judging = [i for i, c in enumerate(self.components) if c.judges]
+        if judging and self.status.size:
+            self.correct = (self.status[:, judging] == CORRECT).all(axis=1)
+        else:
+            self.correct = np.zeros(len(self.rewards), dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    def groups(self) -> list[np.ndarray]:
+        """Sample indices of each group, in order of first appearance."""
+        if not len(self.group):
+            return []
+        order = np.argsort(self.group, kind="stable")
+        g = self.group[order]
+        cuts = np.flatnonzero(np.diff(g)) + 1
+        return np.split(order, cuts)
+
+
+def step_from_batch(batch: Any, components: tuple[ComponentInfo, ...]) -> StepData:
+    """A :class:`StepData` from the trainer's :class:`~trustgrpo.callbacks.StepBatch`.
+
+    Evidence refs are reward-event coordinates ``{"step", "group_id", "index"}``: the
+    ledger numbers the events later, off the training thread.
+    """
+    samples = batch.samples
+    n, k = len(samples), len(components)
+    scores = np.full((n, k), np.nan)
+    status = np.zeros((n, k), dtype=np.int8)
+    code = STATUS_CODE
+    for i, row in enumerate(batch.outcomes):
+        for j, o in enumerate(row):
+            status[i, j] = code[o.status]
+            if o.score is not None:
+                scores[i, j] = o.score
+    step = int(batch.step)
+    return StepData(
+        step=step,
+        components=components,
+        group=np.fromiter((s.group_id for s in samples), dtype=np.int64, count=n),
+        lengths=np.fromiter((s.num_tokens for s in samples), dtype=np.float64, count=n),
+        rewards=np.asarray(batch.rewards, dtype=np.float64),
+        scores=scores,
+        status=status,
+        refs=[{"step": step, "group_id": s.group_id, "index": s.index} for s in samples],
+        completions=[s.completion for s in samples],
+        metadata=[s.metadata for s in samples],
+        batch=batch,
+    )
+
+
+def step_from_events(
+    step: int,
+    events: Sequence[Any],
+    components: tuple[ComponentInfo, ...],
+    reader: Any = None,
+    *,
+    texts: bool = False,
+    metadata: bool = False,
+    cache: dict[str, Any] | None = None,
+) -> StepData:
+    """A :class:`StepData` from one step's ``reward`` events (evidence refs: event indices).
+
+    ``texts``/``metadata``: also read completions / data columns from the blob table
+    (``reader``); redacted blobs read as empty. ``cache`` memoises metadata blobs.
+    """
+    events = sorted(events, key=lambda e: (e.body["group_id"], e.body["index"]))
+    n, k = len(events), len(components)
+    scores = np.full((n, k), np.nan)
+    status = np.zeros((n, k), dtype=np.int8)
+    rewards = np.empty(n)
+    code = STATUS_CODE
+    for i, e in enumerate(events):
+        r = e.body.get("reward")
+        rewards[i] = np.nan if r is None else float(r)
+        for j, o in enumerate(e.body.get("outcomes", [])[:k]):
+            status[i, j] = code.get(o.get("status"), ERROR)
+            if o.get("score") is not None:
+                scores[i, j] = float(o["score"])
+    completions: list[str] = []
+    meta: list[Mapping[str, Any]] = []
+    if texts and reader is not None:
+        completions = [_text(reader, e.body.get("completion_blob")) for e in events]
+    if metadata and reader is not None:
+        memo = cache if cache is not None else {}
+        for e in events:
+            h = e.body.get("metadata_blob")
+            if h not in memo:
+                raw = _text(reader, h)
+                memo[h] = json.loads(raw) if raw else {}
+            meta.append(memo[h])
+    return StepData(
+        step=step,
+        components=components,
+        group=np.array([e.body["group_id"] for e in events], dtype=np.int64),
+        lengths=np.array([e.body.get("num_tokens", 0) for e in events], dtype=np.float64),
+        rewards=rewards,
+        scores=scores,
+        status=status,
+        refs=[int(e.index) for e in events],
+        completions=completions,
+        metadata=meta,
+    )
+
+
+def _text(reader: Any, h: str | None) -> str:
+    if not h:
+        return ""
+    try:
+        return reader.get_text(h) or ""
+    except Exception:  # a blob missing from a partial copy reads as redacted
+        return ""

@@ -1,0 +1,1 @@
+"""Small tasks generated locally with a fixed seed (for the demo, tests and benchmarks)."""
