@@ -73,3 +73,4 @@ def test_public_api() -> None:
     for name in trustgrpo.__all__:
         assert hasattr(trustgrpo, name), name
     assert {"Trainer", "Config", "load", "Outcome", "Sample", "Callback"} <= set(trustgrpo.__all__)
+    assert set(trustgrpo.__all__) == {*trustgrpo._EXPORTS, "__version__"}

@@ -159,13 +159,26 @@ def test_shared_prompt_cache_equals_repeated_prompts(tiny: tuple) -> None:
     model, tok = tiny
     prompts = ["1+2=", "12+34=", "7="]
     ids, mask = encode_prompts(tok, prompts, 64)
-    shared = generate(model, ids, mask, max_new_tokens=5, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, generator=torch.Generator().manual_seed(1),
-                      num_samples=4)
+    shared = generate(
+        model,
+        ids,
+        mask,
+        max_new_tokens=5,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(1),
+        num_samples=4,
+    )
     rep_ids, rep_mask = encode_prompts(tok, [p for p in prompts for _ in range(4)], 64)
-    repeated = generate(model, rep_ids, rep_mask, max_new_tokens=5,
-                        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                        generator=torch.Generator().manual_seed(1))
+    repeated = generate(
+        model,
+        rep_ids,
+        rep_mask,
+        max_new_tokens=5,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        generator=torch.Generator().manual_seed(1),
+    )
     assert torch.equal(shared.prompt_ids, repeated.prompt_ids)
     assert torch.equal(shared.completion_ids, repeated.completion_ids)
     assert torch.equal(shared.completion_mask, repeated.completion_mask)

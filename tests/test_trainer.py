@@ -73,8 +73,10 @@ def test_mean_reward_rises_on_a_trivially_learnable_task(tmp_path: Path) -> None
 
 
 def _fingerprint(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in m.items() if not k.startswith(("time/", "eval/"))}
-        for m in _metrics(run_dir)]
+    return [
+        {k: v for k, v in m.items() if not k.startswith(("time/", "eval/"))}
+        for m in _metrics(run_dir)
+    ]
 
 
 def _weights(run_dir: Path, step: int) -> bytes:

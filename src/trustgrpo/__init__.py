@@ -37,7 +37,32 @@ _EXPORTS: dict[str, str] = {
     "Verifier": "trustgrpo.verifiers.base",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+# spelled out for linters and readers; a test checks that it matches _EXPORTS
+__all__ = [
+    "Callback",
+    "CheckpointInfo",
+    "Config",
+    "ConfigError",
+    "DataError",
+    "LedgerError",
+    "Outcome",
+    "RunInfo",
+    "RunResult",
+    "Sample",
+    "SandboxError",
+    "StepBatch",
+    "Trainer",
+    "TrainingStopped",
+    "TrustGRPOError",
+    "UserError",
+    "VerificationError",
+    "Verifier",
+    "VerifierError",
+    "__version__",
+    "group_advantages",
+    "grpo_loss",
+    "load",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -59,6 +59,10 @@ class StepBatch:
     """G: samples per group."""
     metrics: dict[str, float] = field(default_factory=dict)
     """Step scalars (reward mean, loss, KL, timings...); complete at ``on_step_end``."""
+    overrides: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Sample index -> the reviewer's correction applied to its reward (``override``,
+    ``event``, ``reward``, ``reviewer``, ``reason``); ``rewards`` already holds the corrected
+    value, the outcomes still hold what the verifiers said."""
 
 
 @dataclass(frozen=True)

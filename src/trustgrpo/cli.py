@@ -38,11 +38,38 @@ def _load(args: argparse.Namespace, out: str | None = None) -> object:
     return load(args.run_file, overrides)
 
 
+def _host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8000`` for IPv6) -> (host, port)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise UserError(f"--review: expected HOST:PORT (e.g. 127.0.0.1:8000), found {text!r}")
+    return host.strip("[]"), int(port)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from trustgrpo.trainer import Trainer
 
     config = _load(args, args.out)
-    result = Trainer(config, resume=args.resume, progress=not args.quiet).train()  # type: ignore[arg-type]
+    address = _host_port(args.review) if args.review else None
+    trainer = Trainer(config, resume=args.resume, progress=not args.quiet)  # type: ignore[arg-type]
+    server = None
+    if address is not None:
+        from trustgrpo.review.server import serve_in_background
+
+        led = trainer.config.ledger
+        server = serve_in_background(
+            trainer.run_dir,
+            *address,
+            url=led.url or None,
+            signing_key=Path(led.signing_key) if led.signing_key else None,
+        )
+        print(f"review page: {server.url}  (trustgrpo review add-reviewer lets people in)")
+        sys.stdout.flush()
+    try:
+        result = trainer.train()
+    finally:
+        if server is not None:
+            server.stop()
     summary = {
         "run_dir": str(result.run_dir),
         "steps": result.steps,
@@ -119,6 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in the run directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument(
+        "--review",
+        nargs="?",
+        const="127.0.0.1:8000",
+        metavar="HOST:PORT",
+        help="serve the review page and live dashboard while training "
+        "(default 127.0.0.1:8000; needs the [review] extra)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(

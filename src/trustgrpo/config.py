@@ -238,7 +238,7 @@ class SandboxConfig:
 
     timeout_s: float = field(default=5.0, metadata=_range(gt=0))
     """Wall-clock limit per program."""
-    memory_mb: int = field(default=512, metadata=_range(ge=16))
+    memory_mb: int = field(default=512, metadata=_range(ge=32))
     """Address-space limit per program."""
     max_output_bytes: int = field(default=1_000_000, metadata=_range(ge=1024))
     """Output kept per stream; more ends the run with status ``output_limit``."""

@@ -173,6 +173,12 @@ class Trainer:
                 origin=f"trustgrpo/{cfg.run.name}",
             )
             self.recorders.append(LedgerCallback(self.ledger))
+        # reviewers' corrected rewards (``override`` events), applied in the verify phase
+        self.overrides: Any = None
+        if self.ledger is not None:
+            from trustgrpo.review.overrides import Overrides
+
+            self.overrides = Overrides.from_ledger(self.ledger)
         # monitors see the ledger (trainer.ledger) and may generate with the policy
         self.monitors: list[Callback] = []
         try:
@@ -244,6 +250,7 @@ class Trainer:
                 with timer("verify"):
                     scored = self.backend.verify(rollout)
                     rewards = np.asarray(scored.rewards, dtype=np.float64)
+                    rewards, corrections = self._apply_overrides(samples, rewards)
                 with timer("advantage"):
                     advantages, loss_advantages = self._advantages(rollout, rewards)
                 batch = StepBatch(
@@ -253,6 +260,7 @@ class Trainer:
                     rewards=rewards,
                     advantages=advantages,
                     group_size=g.num_generations,
+                    overrides=corrections,
                 )
                 with timer("record"):
                     for cb in self.recorders:
@@ -265,6 +273,8 @@ class Trainer:
                     self.backend.after_update(rollout)
 
                 metrics = self._step_metrics(step, rollout, rewards, scored.counts, update_stats)
+                if self.overrides is not None:
+                    metrics["review/overridden"] = float(len(corrections))
                 completed = step
                 due = (g.eval_every and step % g.eval_every == 0) or step == g.max_steps
                 if due:
@@ -317,6 +327,23 @@ class Trainer:
         return result
 
     # ------------------------------------------------------------------ phases
+
+    def _apply_overrides(
+        self, samples: Sequence[Sample], rewards: np.ndarray
+    ) -> tuple[np.ndarray, dict[int, dict[str, Any]]]:
+        """Replace the rewards of samples a reviewer corrected (the same completion of the same
+        prompt as a reviewed reward event); returns the rewards and what was applied."""
+        if self.overrides is None:
+            return rewards, {}
+        from trustgrpo.review.overrides import describe
+
+        self.overrides.refresh()
+        corrected, applied = self.overrides.apply(samples, rewards)
+        return corrected, {
+            i: describe(c)
+            for i in applied
+            if (c := self.overrides.lookup(samples[i].prompt, samples[i].completion))
+        }
 
     def _advantages(self, rollout: Batch, rewards: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-sample advantages (recorded), and those the loss uses: the same ``(B,)``, or,

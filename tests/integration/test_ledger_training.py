@@ -63,8 +63,14 @@ def _run_file(tmp_path: Path, name: str = "run", steps: int = 4, every: int = 2)
         build_char_tokenizer(["01"]).save_pretrained(tmp_path / "tok")
     path = tmp_path / f"{name}.toml"
     path.write_text(
-        RUN_FILE.format(name=name, out=tmp_path / "runs", tok=tmp_path / "tok", data=data,
-                        steps=steps, every=every)
+        RUN_FILE.format(
+            name=name,
+            out=tmp_path / "runs",
+            tok=tmp_path / "tok",
+            data=data,
+            steps=steps,
+            every=every,
+        )
     )
     return path
 
@@ -74,7 +80,9 @@ def _events(run_dir: Path) -> list:
         return list(reader.events())
 
 
-def test_training_run_ledger_verifies_replays_and_traces(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_training_run_ledger_verifies_replays_and_traces(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     result = Trainer(load(_run_file(tmp_path)), progress=False).train()
     run = result.run_dir
     events = _events(run)
@@ -132,8 +140,13 @@ def test_sigkill_at_random_moments_then_verify_and_resume(tmp_path: Path, seed: 
 
     run_file = _run_file(tmp_path, steps=40, every=3)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(_train_cmd(run_file), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _train_cmd(run_file),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     run = tmp_path / "runs" / "run"
     # wait until training has started (the ledger exists), then kill at a random moment
     deadline = time.monotonic() + 120

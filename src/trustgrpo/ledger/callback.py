@@ -72,6 +72,7 @@ class LedgerCallback(Callback):
                 float(batch.rewards[i]),
                 float(batch.advantages[i]),
                 blobs,
+                batch.overrides.get(i),
             )
             try:
                 ledger.append("reward", body)

@@ -171,14 +171,18 @@ def reward_body(
     reward: float,
     advantage: float,
     blobs: Mapping[str, str | None],
+    override: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The body of a ``reward`` event (see the module docstring).
 
     ``sample`` is a :class:`~trustgrpo.verifiers.base.Sample`, ``outcomes`` its
     :class:`~trustgrpo.verifiers.base.Outcome` per verifier component, ``blobs`` the hashes
     of ``prompt``, ``completion``, ``reference`` and ``metadata`` (None when absent).
+    ``override`` (only when a reviewer's correction replaced the verifiers' reward, so that
+    ``reward`` is the corrected value): the ``override`` event's index, the reviewed
+    ``event``, the corrected ``reward``, ``reviewer`` and ``reason``.
     """
-    return {
+    body: dict[str, Any] = {
         "step": step,
         "prompt_id": str(sample.prompt_id),
         "group_id": int(sample.group_id),
@@ -193,6 +197,9 @@ def reward_body(
         "reward": _float_or_none(reward),
         "advantage": _float_or_none(advantage) or 0.0,
     }
+    if override is not None:
+        body["override"] = dict(override)
+    return body
 
 
 def feedback_body(event: int, reviewer: str, verdict: str, reason: str = "") -> dict[str, Any]:
