@@ -27,6 +27,11 @@ met; environment steps are those of finished and running episodes up to then. Bo
 thread (``torch.set_num_threads(--threads)``). The summary gives medians over seeds and the
 ratios trustgrpo / PPO (below 1: trustgrpo is faster); a run that never reached the
 threshold reports where it stood at the cap.
+
+The last 20 training episodes of a GRPO step come from only ``prompts_per_step`` start states,
+so a lucky draw of start states can meet the threshold early. Every run therefore also reports
+``eval20``: the final policy's most likely actions on 20 fresh start states (the same seeds
+for every run), measured after the clock stopped.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = {"CartPole-v1": 475.0, "Pendulum-v1": -200.0}
 EXAMPLES = {"CartPole-v1": "cartpole.toml", "Pendulum-v1": "pendulum.toml"}
 WINDOW = 20
+EVAL_SEED = 1_000_000
 
 #: rl-baselines3-zoo ``hyperparams/ppo.yml`` (both entries marked "Tuned" there).
 ZOO: dict[str, dict[str, Any]] = {
@@ -94,6 +100,10 @@ class Result:
     env_steps: int
     last20: float
     """Mean return of the last 20 episodes when it stopped."""
+    eval20: float = float("nan")
+    """Mean return of the final policy's most likely actions on 20 fresh start states (seeds
+    ``EVAL_SEED..EVAL_SEED+19``, the same for every run), measured after the clock stopped: a
+    check that the threshold was not met by a lucky window."""
 
 
 class _Watch:
@@ -124,6 +134,24 @@ class _Watch:
             self.stop_at = (time.perf_counter() - self.t0, env_steps, mean)
         wall, steps, mean = self.stop_at
         return Result(env, algo, seed, self.reached, round(wall, 2), steps, round(mean, 1))
+
+
+def evaluate(env_id: str, act: Callable[[np.ndarray], Any]) -> float:
+    """Mean return of ``act`` (observation -> action) over ``WINDOW`` fresh seeded episodes."""
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    returns = []
+    for i in range(WINDOW):
+        obs, _ = env.reset(seed=EVAL_SEED + i)
+        total, done = 0.0, False
+        while not done:
+            obs, r, terminated, truncated, _ = env.step(act(obs))
+            total += float(r)
+            done = bool(terminated or truncated)
+        returns.append(total)
+    env.close()
+    return round(float(np.mean(returns)), 1)
 
 
 GRPO_SETS: list[str] = []
@@ -167,10 +195,18 @@ def run_grpo(env: str, seed: int, cap: float, threshold: float) -> Result:
             ],
         )
         watch.t0 = time.perf_counter()
-        Trainer(cfg, callbacks=[Stop()], progress=False).train()
+        trainer = Trainer(cfg, callbacks=[Stop()], progress=False)
+        trainer.train()
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return watch.result(env, "grpo", seed, steps[0])
+    result = watch.result(env, "grpo", seed, steps[0])
+    policy = trainer.model
+
+    def act(obs: np.ndarray) -> Any:
+        return policy.act(torch.as_tensor(obs, dtype=torch.float32)[None], None, True)[1][0]
+
+    result.eval20 = evaluate(env, act)
+    return result
 
 
 def _schedule(value: Any) -> Any:
@@ -202,7 +238,9 @@ def run_ppo(env: str, seed: int, cap: float, threshold: float, zoo: bool) -> Res
     cb = Stop()
     model.learn(total_timesteps=total, callback=cb)
     vec.close()
-    return watch.result(env, "ppo-zoo" if zoo else "ppo", seed, model.num_timesteps)
+    result = watch.result(env, "ppo-zoo" if zoo else "ppo", seed, model.num_timesteps)
+    result.eval20 = evaluate(env, lambda obs: model.predict(obs, deterministic=True)[0])
+    return result
 
 
 RUNNERS: dict[str, Callable[[str, int, float, float], Result]] = {
@@ -218,7 +256,7 @@ def summarise(results: list[Result], cap: float) -> list[str]:
         lines.append(f"\n{env} (threshold {THRESHOLDS[env]:g} on the last {WINDOW} episodes)")
         lines.append(
             f"  {'algo':8} {'reached':>8} {'wall s (median)':>16} {'env steps (median)':>19} "
-            f"{'last-20 at stop':>16}"
+            f"{'eval-20 (median)':>17}   last-20 at stop"
         )
         med: dict[str, tuple[float, float]] = {}
         for algo in dict.fromkeys(r.algo for r in results if r.env == env):
@@ -228,8 +266,10 @@ def summarise(results: list[Result], cap: float) -> list[str]:
             med[algo] = (wall, steps)
             reached = sum(r.reached for r in rs)
             last = ", ".join(f"{r.last20:g}" for r in rs)
+            ev = statistics.median(r.eval20 for r in rs)
             lines.append(
-                f"  {algo:8} {reached:>4}/{len(rs):<3} {wall:>16.1f} {steps:>19,.0f}   [{last}]"
+                f"  {algo:8} {reached:>4}/{len(rs):<3} {wall:>16.1f} {steps:>19,.0f} "
+                f"{ev:>17.1f}   [{last}]"
             )
         if "grpo" in med:
             for algo in (a for a in med if a != "grpo"):

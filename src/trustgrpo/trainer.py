@@ -128,13 +128,14 @@ class Trainer:
         configure_threads(cfg.run.threads)
         torch.use_deterministic_algorithms(True, warn_only=True)
         last = ckpt.latest(self.run_dir)
-        if not self.resume and (last is not None or (self.run_dir / "ledger.db").exists()):
+        recorded = _ledger_exists(self.run_dir, cfg)
+        if not self.resume and (last is not None or recorded):
             raise UserError(
                 f"{self.run_dir}: already holds a run; pass --resume to continue it, or choose "
                 "another --out"
             )
         if self.resume and last is None and self.run_dir.exists():
-            self.resume = (self.run_dir / "ledger.db").exists()
+            self.resume = recorded
         self.run_dir.mkdir(parents=True, exist_ok=True)
 
         self.backend: Backend = make_backend(cfg)
@@ -497,6 +498,22 @@ class Trainer:
         info = CheckpointInfo(step=step, path=directory, weights_sha256=sha)
         for cb in callbacks:
             cb.on_checkpoint(run, info)
+
+
+def _ledger_exists(run_dir: Path, cfg: Config) -> bool:
+    """Whether the run's ledger (SQLite in the run directory, or its PostgreSQL schema) already
+    holds events: a new run must not append to another run's record."""
+    if not cfg.ledger.enabled:
+        return False
+    if not cfg.ledger.url:
+        return (run_dir / "ledger.db").exists()
+    from trustgrpo.ledger import LedgerReader
+
+    try:
+        with LedgerReader.open_readonly(run_dir, url=cfg.ledger.url) as reader:
+            return reader.size() > 0
+    except UserError:  # no ledger there yet
+        return False
 
 
 def _minibatches(n: int, count: int, generator: torch.Generator) -> Iterator[torch.Tensor | None]:
