@@ -5,25 +5,25 @@ README's run-file reference are generated from those docstrings.
 
 Loading checks the whole file before any work is done and reports every problem at once, each
 naming its TOML path (``grpo.num_generations: expected an integer ≥ 2, got 1``); unknown keys
-get the closest valid key suggested.
+get the closest valid key suggested (:mod:`trustgrpo._tables`, shared with ``[monitors]`` and
+the verifiers' parameters).
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
-import difflib
 import inspect
 import itertools
-import math
 import sys
-import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from trustgrpo._tables import Dialect, build_dataclass, unknown_key
+from trustgrpo._tables import field_range as _range
 from trustgrpo.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -31,16 +31,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-Scalar = float | str  # a number, or "mask" (see RewardConfig)
+Scalar = Literal["mask"] | float  # "mask", or a number (see RewardConfig)
 
-
-def _range(
-    ge: float | None = None,
-    gt: float | None = None,
-    le: float | None = None,
-    lt: float | None = None,
-) -> dict[str, Any]:
-    return {"range": (ge, gt, le, lt)}
+_SECTION = Dialect(float_range=False)
+"""How section problems read: a float that is not a number at all gets no range."""
 
 
 def _file(kind: str = "file") -> dict[str, Any]:
@@ -283,7 +277,7 @@ class EnvConfig:
 class ControlConfig:
     """[control]: the MLP policy of an ``[env]`` run (see ``trustgrpo.policy.control``)."""
 
-    hidden_sizes: tuple[int, ...] = (64, 64)
+    hidden_sizes: tuple[int, ...] = field(default=(64, 64), metadata=_range(ge=1))
     """Widths of the hidden layers."""
     activation: Literal["tanh", "relu"] = "tanh"
     """Activation of the hidden layers."""
@@ -384,143 +378,13 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def describe_type(tp: Any) -> str:
-    """A short human name for a field type (used in errors and docs)."""
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        return "true or false"
-    if tp is int:
-        return "an integer"
-    if tp is float:
-        return "a number"
-    if tp is str:
-        return "a string"
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if tp == Scalar:
-        return '"mask" or a number'
-    if origin is tuple:
-        return "a list of integers"
-    if origin is Mapping:
-        return "a table"
-    return str(tp)
-
-
 # --------------------------------------------------------------------------- validation
-
-
-def _fmt_range(rng: tuple[float | None, ...]) -> str:
-    ge, gt, le, lt = rng
-    parts = []
-    if ge is not None:
-        parts.append(f"≥ {ge:g}")
-    if gt is not None:
-        parts.append(f"> {gt:g}")
-    if le is not None:
-        parts.append(f"≤ {le:g}")
-    if lt is not None:
-        parts.append(f"< {lt:g}")
-    return " and ".join(parts)
-
-
-def _check_value(
-    path: str, tp: Any, meta: Mapping[str, Any], value: Any, problems: list[str]
-) -> Any:
-    """Return the coerced value, or append a problem and return None."""
-    got = f"got {value!r}"
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        if not isinstance(value, bool):
-            problems.append(f"{path}: expected true or false, {got}")
-            return None
-    elif tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            rng = meta.get("range")
-            extra = f" {_fmt_range(rng)}" if rng else ""
-            problems.append(f"{path}: expected an integer{extra}, {got}")
-            return None
-    elif tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{path}: expected a number, {got}")
-            return None
-        value = float(value)
-        if not math.isfinite(value):
-            problems.append(f"{path}: expected a finite number, {got}")
-            return None
-    elif tp is str:
-        if not isinstance(value, str):
-            problems.append(f"{path}: expected a string, {got}")
-            return None
-    elif origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            problems.append(f"{path}: expected {describe_type(tp)}, {got}{hint}")
-            return None
-    elif tp == Scalar:
-        if isinstance(value, bool) or not (
-            value == "mask" or (isinstance(value, (int, float)) and math.isfinite(value))
-        ):
-            problems.append(f'{path}: expected "mask" or a number, {got}')
-            return None
-        if not isinstance(value, str):
-            value = float(value)
-    elif origin is tuple:  # tuple[int, ...]: a list of positive integers
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value
-        ):
-            problems.append(f"{path}: expected a list of integers ≥ 1, {got}")
-            return None
-        value = tuple(value)
-    elif origin is Mapping:
-        if not isinstance(value, Mapping):
-            problems.append(f"{path}: expected a table, {got}")
-            return None
-        value = dict(value)
-    rng = meta.get("range")
-    if rng is not None and isinstance(value, (int, float)):
-        ge, gt, le, lt = rng
-        if (
-            (ge is not None and value < ge)
-            or (gt is not None and value <= gt)
-            or (le is not None and value > le)
-            or (lt is not None and value >= lt)
-        ):
-            kind = "an integer" if tp is int else "a number"
-            problems.append(f"{path}: expected {kind} {_fmt_range(rng)}, {got}")
-            return None
-    return value
-
-
-def _unknown_key(path: str, key: str, valid: Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    hint = f" (did you mean {path}{close[0]}?)" if close else ""
-    return f"{path}{key}: unknown key{hint}"
-
-
-def _build_section(cls: type, name: str, table: Any, problems: list[str]) -> Any:
-    if not isinstance(table, Mapping):
-        problems.append(f"{name}: expected a table, got {table!r}")
-        return cls()
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        if key not in fields:
-            problems.append(_unknown_key(f"{name}.", key, fields))
-            continue
-        checked = _check_value(f"{name}.{key}", hints[key], fields[key].metadata, value, problems)
-        if checked is not None:
-            kwargs[key] = checked
-    return cls(**kwargs)
 
 
 def _build_verifiers(tables: Any, problems: list[str]) -> tuple[VerifierSpec, ...]:
     if not isinstance(tables, list):
         problems.append(f"verifiers: expected an array of tables ([[verifiers]]), got {tables!r}")
         return ()
-    hints = typing.get_type_hints(VerifierSpec)
     specs = []
     for i, table in enumerate(tables):
         path = f"verifiers[{i}]"
@@ -530,17 +394,11 @@ def _build_verifiers(tables: Any, problems: list[str]) -> tuple[VerifierSpec, ..
         if "type" not in table:
             problems.append(f'{path}.type: missing (the verifier to use, e.g. "numeric")')
             continue
-        kwargs: dict[str, Any] = {}
-        params = {}
-        for key, value in table.items():
-            if key in _SPEC_KEYS:
-                checked = _check_value(f"{path}.{key}", hints[key], {}, value, problems)
-                if checked is not None:
-                    kwargs[key] = checked
-            else:
-                params[key] = value
-        if "type" in kwargs:
-            specs.append(VerifierSpec(params=params, **kwargs))
+        keys = {k: v for k, v in table.items() if k in _SPEC_KEYS}
+        keys["params"] = {k: v for k, v in table.items() if k not in _SPEC_KEYS}
+        spec = build_dataclass(VerifierSpec, path, keys, problems, _SECTION)
+        if spec is not None:  # None: the type is not a string
+            specs.append(spec)
     return tuple(specs)
 
 
@@ -708,9 +566,9 @@ def from_dict(
             else:
                 problems.append(f"monitors: expected a table, got {value!r}")
         elif key in SECTIONS:
-            sections[key] = _build_section(SECTIONS[key], key, value, problems)
+            sections[key] = build_dataclass(SECTIONS[key], key, value, problems, _SECTION)
         else:
-            problems.append(_unknown_key("", key, valid))
+            problems.append(unknown_key("", key, valid))
     cfg = Config(source=source, **sections)
     base = base or Path.cwd()
     cfg = _resolve_paths(cfg, base)

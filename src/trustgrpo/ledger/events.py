@@ -26,15 +26,21 @@ Bodies (``?`` marks a value that may be null):
     sample's other data columns), ``num_tokens``, ``truncated``, ``outcomes`` (one
     ``Outcome.to_json()`` per verifier component: ``verifier`` name@version, ``status``,
     ``score?``, ``details``, ``duration_ms``), ``reward?`` (final reward; null when masked),
-    ``advantage``.
+    ``advantage``, and ``override`` only when a reviewer's correction replaced the reward
+    (``override`` event index, reviewed ``event``, ``reward``, ``reviewer``, ``reason``).
 ``step``
     ``step``, ``num_samples``, ``group_size``, ``metrics`` (reward aggregates, loss, KL,
     timings).
 ``alert``
-    ``step``, ``detector``, ``severity`` (warn | review | pause | halt), ``statistic``,
-    ``threshold``, ``evidence`` (event indices), ``action``, ``message``.
-``feedback`` (a human label)
-    ``event`` (index of the reward event), ``reviewer``, ``verdict``, ``reason``.
+    ``step``, ``detector``, ``check`` (which of the detector's tests fired), ``severity``
+    (warn | review | pause | halt), ``statistic``, ``threshold``, ``evidence`` (event
+    indices), ``action``, ``message``, ``details`` (the detector's numbers).
+``feedback`` (a human label; see :mod:`trustgrpo.review.service`)
+    ``event`` (index of the reward event), ``reviewer``, ``verdict`` (correct | incorrect |
+    unsure), ``status`` (submitted | discarded), ``score?`` (the corrected reward),
+    ``reason``, ``agrees?`` (verdict equals the verifiers'), ``suggestion`` (what the
+    verifiers said), ``queue`` (why the item was queued). ``feedback_body`` builds the
+    minimal form.
 ``override``
     ``event``, ``reviewer``, ``reward`` (the replacement), ``reason``.
 ``decision`` (a human's decision on an alert; a paused run waits for one)
