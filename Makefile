@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch is pinned through constraints.txt (the CPU build on local disk), never in metadata
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,postgres,review,report,trl,bench]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,postgres,review,report,trl,bench,box2d]"
 	touch $(STAMP)
 
 install: $(STAMP) system-deps

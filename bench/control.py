@@ -275,7 +275,9 @@ def summarise(results: list[Result], cap: float) -> list[str]:
             for algo in (a for a in med if a != "grpo"):
                 w = med["grpo"][0] / med[algo][0]
                 s = med["grpo"][1] / med[algo][1]
-                lines.append(f"  grpo / {algo}: wall {w:.2f}x, env steps {s:.2f}x")
+                bound = any(r.env == env and r.algo == algo and not r.reached for r in results)
+                note = f" (a bound: {algo} did not always reach it)" if bound else ""
+                lines.append(f"  grpo / {algo}: wall {w:.2f}x, env steps {s:.2f}x{note}")
         unreached = [r for r in results if r.env == env and not r.reached]
         if unreached:
             lines.append(

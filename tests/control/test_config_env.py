@@ -43,6 +43,20 @@ def test_examples_load_and_round_trip_through_run_toml(name: str) -> None:
     assert again == cfg
 
 
+@pytest.mark.parametrize("name", ["lunarlander", "lunarlander_continuous"])
+def test_box2d_examples(name: str) -> None:
+    """LunarLander needs Box2D; without it the run file names the missing dependency."""
+    path = ROOT / "examples" / f"{name}.toml"
+    try:
+        import Box2D  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="Box2D is not installed"):
+            load(path)
+        return
+    cfg = load(path)
+    assert cfg.is_control and cfg.env.id == "LunarLander-v3"
+
+
 def test_problems_name_their_toml_path() -> None:
     raw = {
         "env": {"id": "CartPole-v2", "supervision": "procces", "gamma": 0.0, "kwargs": 3},

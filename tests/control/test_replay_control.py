@@ -83,6 +83,17 @@ def test_audit_replay_reproduces_every_return(
     out = json.loads(capsys.readouterr().out)
     assert out["ok"] and out["counts"] == {"match": 12}
     assert main(["audit", "verify", str(cartpole_run)]) == 0
+    with LedgerReader.open_readonly(cartpole_run) as reader:
+        report = replay(reader)
+    _assert_exact(report)
+
+
+def _assert_exact(report: Any) -> None:
+    """Replay compares scores with a tolerance; an environment's return must be exact."""
+    assert report.results
+    for r in report.results:
+        assert r.replayed is not None and r.replayed["score"] == r.recorded["score"], r
+        assert r.replayed["status"] == r.recorded["status"] == "correct"
 
 
 def _tamper_blob(run: Path, h: str, text: str) -> None:
@@ -179,4 +190,5 @@ def test_box_actions_round_trip_bit_for_bit(tmp_path: Path) -> None:
         (first, *_) = _rewards(run)
         actions = json.loads(reader.get_text(first.body["completion_blob"]) or "")
     assert report.ok and report.counts == {"match": 3}
+    _assert_exact(report)
     assert len(actions) == 200 and all(len(a) == 1 and -2.0 <= a[0] <= 2.0 for a in actions)
