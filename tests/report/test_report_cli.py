@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import shutil
 import sqlite3
 import sys
@@ -87,7 +88,9 @@ def test_a_tampered_ledger_is_reported_as_such(
     assert "does NOT verify" in capsys.readouterr().err
     html = (run / "report.html").read_text()
     assert "DOES NOT VERIFY" in html and "FAILED" in html
-    assert f"event {idx}" in html  # the problem, where it is
+    # The problem, where it is: the signed span that holds the forged event.
+    spans = [(int(a), int(b)) for a, b in re.findall(r"events (\d+)\.\.(\d+) differ", html)]
+    assert spans and any(a <= idx <= b for a, b in spans), spans
 
 
 def _event_ids(report: object) -> set[int]:

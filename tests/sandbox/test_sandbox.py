@@ -341,7 +341,13 @@ def _check_as_ordinary_user(backend: str, system_python: str, tmp_path: Path) ->
     src = ROOT / "src" / "trustgrpo"
     shutil.copytree(src / "sandbox", pkg / "sandbox")
     (pkg / "verifiers").mkdir()
-    for rel in ("errors.py", "verifiers/base.py", "verifiers/params.py", "verifiers/code.py"):
+    for rel in (
+        "errors.py",
+        "_tables.py",
+        "verifiers/base.py",
+        "verifiers/params.py",
+        "verifiers/code.py",
+    ):
         shutil.copy(src / rel, pkg / rel)
     (pkg / "__init__.py").write_text("")
     (pkg / "verifiers" / "__init__.py").write_text("")

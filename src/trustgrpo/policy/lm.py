@@ -19,6 +19,7 @@ from torch import nn
 
 from trustgrpo.config import PolicyConfig
 from trustgrpo.errors import ConfigError
+from trustgrpo.policy.lean import LeanLM, lean
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 
@@ -126,9 +127,11 @@ class Rollout:
 def _sample_next(
     logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator | None
 ) -> torch.Tensor:
+    """One token per row: greedy at ``temperature <= 0``, else sampled (nucleus for
+    ``top_p < 1``)."""
     if temperature <= 0:
         return logits.argmax(-1)
-    probs = torch.softmax(logits / temperature, dim=-1)
+    probs = torch.softmax(logits / temperature if temperature != 1.0 else logits, dim=-1)
     if top_p < 1.0:
         sorted_p, idx = probs.sort(dim=-1, descending=True)
         keep = sorted_p.cumsum(-1) - sorted_p < top_p
@@ -162,6 +165,58 @@ def _cache_of(out: Any) -> Any:
     return cache if cache is not None else out.past_key_values
 
 
+class _HFDecoder:
+    """Sampling through the model's own forward and a Hugging Face KV cache (any causal LM)."""
+
+    def __init__(
+        self, model: nn.Module, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, group: int
+    ) -> None:
+        self.model = model
+        self.cache_kw = _cache_keyword(model)
+        positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+        out = model(
+            input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions, use_cache=True
+        )
+        self.past = _cache_of(out)
+        if group > 1:  # share the prompt's cache among its samples
+            self.past.batch_repeat_interleave(group)
+        self.first_logits = out.logits[:, -1, :].repeat_interleave(group, dim=0)
+        self.attn = prompt_mask.repeat_interleave(group, dim=0)
+        self.next_pos = positions[:, -1:].repeat_interleave(group, dim=0) + 1
+
+    def step(self, tokens: torch.Tensor, t: int) -> torch.Tensor:
+        ones = torch.ones((tokens.shape[0], 1), dtype=self.attn.dtype)
+        self.attn = torch.cat([self.attn, ones], dim=1)
+        out = self.model(
+            input_ids=tokens.unsqueeze(-1),
+            attention_mask=self.attn,
+            position_ids=self.next_pos,
+            use_cache=True,
+            **{self.cache_kw: self.past},
+        )
+        self.past = _cache_of(out)
+        self.next_pos = self.next_pos + 1
+        return out.logits[:, -1, :]
+
+
+class _LeanDecoder:
+    """Sampling through :class:`~trustgrpo.policy.lean.LeanLM` (Llama and Qwen2 models)."""
+
+    def __init__(
+        self,
+        fast: LeanLM,
+        prompt_ids: torch.Tensor,
+        prompt_mask: torch.Tensor,
+        group: int,
+        max_new_tokens: int,
+    ) -> None:
+        self.fast = fast
+        self.state, self.first_logits = fast.start(prompt_ids, prompt_mask, group, max_new_tokens)
+
+    def step(self, tokens: torch.Tensor, t: int) -> torch.Tensor:
+        return self.fast.step(self.state, tokens, t)
+
+
 @torch.no_grad()
 def generate(
     model: nn.Module,
@@ -179,54 +234,40 @@ def generate(
     """Sample ``num_samples`` completions per prompt with a KV cache; ``temperature = 0``
     decodes greedily.
 
-    The prompts are encoded once and their KV cache is shared by the ``num_samples``
+    The prompts are encoded once and their keys and values are shared by the ``num_samples``
     completions of each prompt (rows ``i * num_samples ... (i + 1) * num_samples - 1`` of the
-    result belong to prompt ``i``). Left padding is handled with explicit position ids and an
-    attention mask that grows with each generated token. A finished sequence keeps emitting
-    padding (masked out), and the loop stops as soon as every sequence has finished.
+    result belong to prompt ``i``). Left padding is handled with explicit positions and
+    masks. Llama and Qwen2 models decode through :mod:`trustgrpo.policy.lean` (preallocated
+    buffers, a few tensor operations per layer), others through their own forward. A finished
+    sequence keeps emitting padding (masked out), and the loop stops as soon as every sequence
+    has finished.
     """
     model.eval()
-    attn = prompt_mask
-    positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    cache_kw = _cache_keyword(model)
-    out = model(input_ids=prompt_ids, attention_mask=attn, position_ids=positions, use_cache=True)
-    past = _cache_of(out)
-    logits = out.logits[:, -1, :]
-    next_pos = positions[:, -1:] + 1
-    if num_samples > 1:  # share the prompt's cache among its samples
-        past.batch_repeat_interleave(num_samples)
-        prompt_ids = prompt_ids.repeat_interleave(num_samples, dim=0)
-        prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)
-        attn = prompt_mask
-        logits = logits.repeat_interleave(num_samples, dim=0)
-        next_pos = next_pos.repeat_interleave(num_samples, dim=0)
+    fast = lean(model)
+    decoder: _HFDecoder | _LeanDecoder = (
+        _HFDecoder(model, prompt_ids, prompt_mask, num_samples)
+        if fast is None
+        else _LeanDecoder(fast, prompt_ids, prompt_mask, num_samples, max_new_tokens)
+    )
+    prompt_ids = prompt_ids.repeat_interleave(num_samples, dim=0)
+    prompt_mask = prompt_mask.repeat_interleave(num_samples, dim=0)
+    logits = decoder.first_logits
     b = prompt_ids.shape[0]
     tokens = torch.full((b, max_new_tokens), pad_token_id, dtype=torch.long)
     finished = torch.zeros(b, dtype=torch.bool)
     lengths = torch.full((b,), max_new_tokens, dtype=torch.long)
+    pad = torch.full((b,), pad_token_id, dtype=torch.long)
     for t in range(max_new_tokens):
         nxt = _sample_next(logits.float(), temperature, top_p, generator)
-        nxt = torch.where(finished, torch.full_like(nxt, pad_token_id), nxt)
-        tokens[:, t] = nxt
         if eos_token_id is not None:
+            nxt = torch.where(finished, pad, nxt)
             just = (nxt == eos_token_id) & ~finished
-            lengths[just] = t + 1
+            lengths.masked_fill_(just, t + 1)
             finished |= just
-            if bool(finished.all()):
-                break
-        if t == max_new_tokens - 1:
+        tokens[:, t] = nxt
+        if t == max_new_tokens - 1 or (eos_token_id is not None and bool(finished.all())):
             break
-        attn = torch.cat([attn, torch.ones((b, 1), dtype=attn.dtype)], dim=1)
-        out = model(
-            input_ids=nxt.unsqueeze(-1),
-            attention_mask=attn,
-            position_ids=next_pos,
-            use_cache=True,
-            **{cache_kw: past},
-        )
-        past = _cache_of(out)
-        logits = out.logits[:, -1, :]
-        next_pos = next_pos + 1
+        logits = decoder.step(nxt, t)
     width = int(lengths.max()) if b else 0
     tokens = tokens[:, :width]
     ar = torch.arange(width).unsqueeze(0)
@@ -250,16 +291,24 @@ def token_logprobs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probabilities ``(B, T)`` of the completion tokens, and the mean token entropy.
 
-    Only the completion positions go through the LM head (``logits_to_keep``), and the log
+    Only the positions that predict completion tokens go through the LM head, and the log
     softmax is taken as ``logit - logsumexp`` so the full ``(B, T, V)`` log-prob tensor is never
-    materialised.
+    materialised. Llama and Qwen2 models run through :mod:`trustgrpo.policy.lean`, which
+    encodes each distinct prompt once for all the rows that repeat it (a GRPO group).
     """
-    ids = torch.cat([prompt_ids, completion_ids], dim=1)
-    attn = torch.cat([prompt_mask, completion_mask], dim=1)
-    positions = (attn.cumsum(-1) - 1).clamp(min=0)
-    t = completion_ids.shape[1]
-    out = model(input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t + 1)
-    logits = out.logits[:, :-1, :].float() / temperature
+    fast = lean(model)
+    if fast is not None:
+        logits = fast.completion_logits(prompt_ids, prompt_mask, completion_ids)
+    else:
+        ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attn = torch.cat([prompt_mask, completion_mask], dim=1)
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)
+        t = completion_ids.shape[1]
+        out = model(
+            input_ids=ids, attention_mask=attn, position_ids=positions, logits_to_keep=t + 1
+        )
+        logits = out.logits[:, :-1, :]
+    logits = logits.float() / temperature if temperature != 1.0 else logits.float()
     lse = torch.logsumexp(logits, dim=-1)
     chosen = logits.gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)
     logp = chosen - lse
