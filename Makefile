@@ -48,7 +48,7 @@ test-slow: install
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q --runslow -m slow
 
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 lint: install
 	$(BIN)/ruff check src tests bench

@@ -1,6 +1,7 @@
 """Ledger throughput: appends/s on SQLite and PostgreSQL, and ``audit verify`` events/s.
 
     python bench/ledger.py [--events 100000] [--repeat 3] [--pg-url URL] [--no-pg]
+    python bench/ledger.py --training [--steps 100] [--pairs 2] [--sft-steps 1500]
 
 Every figure is measured in this run, next to its baseline, for two event sizes:
 
@@ -21,6 +22,13 @@ training step). Rows:
 * **audit verify**: :func:`trustgrpo.ledger.audit.verify` over the ledger just written
   (every leaf, the tree, every checkpoint's signature and consistency, every blob's hash).
   Goal: >= 100,000 events/s.
+
+With ``--training``: the training overhead of ledgering on the demo run (the embedded run file,
+warm-started, monitors off in both arms), trained for ``--steps`` steps with the ledger on and
+off, alternating, ``--pairs`` runs per arm. Prints the mean step time of each arm, their ratio
+(goal: under 3% more with the ledger on), and the time spent inside the ledger callback's
+hooks (encoding, hashing and queueing the step's events; the writer thread's SQLite work runs
+beside the step).
 
 Figures are the median of ``--repeat`` runs, in events per wall-clock second (the goals) and
 per CPU-second of this process (steadier when other work shares a small machine; it leaves
@@ -234,6 +242,61 @@ def _table(results: dict[str, dict[str, Rate]], title: str, col: int) -> None:
         print(f"{name:<{width}}" + "".join(f"  {c:>22}" for c in cells))
 
 
+class _Timed:
+    """Adds up the time spent in a callback's per-step hooks."""
+
+    def __init__(self, cb: Any) -> None:
+        self.seconds = 0.0
+        for name in ("on_step_rewards", "on_step_end"):
+            setattr(cb, name, self._wrap(getattr(cb, name)))
+
+    def _wrap(self, fn: Any) -> Any:
+        def timed(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
+
+
+def training_overhead(steps: int, pairs: int, sft_steps: int) -> None:
+    from _demo import prepare, run_config, step_times
+    from trustgrpo.ledger.callback import LedgerCallback
+    from trustgrpo.trainer import Trainer
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    work = Path(tempfile.mkdtemp(prefix="trustgrpo-bench-ledger-"))
+    data, warm = prepare(work, sft_steps)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    inside = 0.0
+    events = 0
+    for k in range(pairs):
+        for on in (k % 2 == 0, k % 2 == 1):  # alternate which arm goes first
+            run_dir = work / "runs" / f"{'on' if on else 'off'}-{k}"
+            overrides = ["monitors.enabled=false", f"ledger.enabled={'true' if on else 'false'}"]
+            trainer = Trainer(run_config(data, warm, run_dir, steps, k, overrides), progress=False)
+            cbs = [cb for cb in trainer.recorders if isinstance(cb, LedgerCallback)]
+            if on != bool(cbs):
+                raise SystemExit(f"expected the ledger {'on' if on else 'off'} in {run_dir}")
+            timed = _Timed(cbs[0]) if cbs else None
+            times[on].extend(step_times(trainer)[1:])  # the first step warms caches up
+            if timed is not None:
+                inside += timed.seconds
+                with Ledger.open_readonly(run_dir) as reader:
+                    events += reader.size()
+    off, on_ = statistics.mean(times[False]), statistics.mean(times[True])
+    n = len(times[True])
+    print(f"demo: 16 prompts x 8 completions, {steps} steps x {pairs} runs per arm, monitors off")
+    print(f"load average:        {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    print(f"events written:      {events / pairs:,.0f} per run")
+    print(f"step time, off:      {off * 1000:.1f} ms (mean)")
+    print(f"step time, on:       {on_ * 1000:.1f} ms (mean)")
+    print(f"inside the callback: {inside / n * 1000:.2f} ms per step ({inside / n / off:.2%})")
+    print(f"step-time ratio:     {on_ / off:.3f} (on / off; goal < 1.03)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=100_000, help="events per run")
@@ -245,7 +308,14 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     ap.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
+    ap.add_argument("--training", action="store_true", help="training overhead on the demo")
+    ap.add_argument("--steps", type=int, default=100, help="with --training")
+    ap.add_argument("--pairs", type=int, default=2, help="with --training")
+    ap.add_argument("--sft-steps", type=int, default=1500, help="with --training")
     args = ap.parse_args(argv)
+    if args.training:
+        training_overhead(args.steps, args.pairs, args.sft_steps)
+        return 0
     pg = None if args.no_pg else args.pg_url
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(

@@ -24,8 +24,6 @@ False alarms: ``--seeds`` GRPO runs of the demo (one shared warm start, seeds 0.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import shutil
 import statistics
@@ -36,44 +34,19 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _demo import prepare, run_config, step_times
 from trustgrpo.config import Config
-from trustgrpo.demo import demo_config
-from trustgrpo.tasks.arithmetic import write_dataset
 from trustgrpo.trainer import Trainer
 
 
-def prepare(work: Path, sft_steps: int) -> tuple[Path, Path]:
-    """Demo data and a (cached) warm-start model under ``work``."""
-    data = work / "data"
-    if not (data / "train.jsonl").exists():
-        write_dataset(data, seed=0)
-    warm = work / f"warmstart-{sft_steps}"
-    if not (warm / "config.json").exists():
-        from trustgrpo.sft import warm_start
-
-        cfg = demo_config(data, work / "runs" / "sft", [f"sft.steps={sft_steps}"])
-        t0 = time.perf_counter()
-        warm_start(cfg, warm, progress=False)
-        print(f"warm start: {sft_steps} SFT steps in {time.perf_counter() - t0:.0f} s")
-    return data, warm
-
-
 def config(data: Path, warm: Path, run_dir: Path, steps: int, seed: int, monitors: bool) -> Config:
-    overrides = [
-        f"grpo.max_steps={steps}",
-        f"run.seed={seed}",
-        "grpo.eval_every=0",
-        "reward.self_test=0",
-        f"monitors.enabled={'true' if monitors else 'false'}",
-    ]
+    overrides = [f"monitors.enabled={'true' if monitors else 'false'}"]
     if monitors:
         overrides += [
             'monitors.held_out.verifier={type = "exact"}',
             'monitors.group_bias.column="op"',
         ]
-    cfg = demo_config(data, run_dir, overrides)
-    # evaluate only at the end, on a small slice: the same cost in both arms
-    return dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, model=str(warm)))
+    return run_config(data, warm, run_dir, steps, seed, overrides)
 
 
 class _Timed:
@@ -108,10 +81,7 @@ def one_run(cfg: Config) -> tuple[list[float], _Timed | None, Trainer]:
     """Step times (s), the monitors' timings, and the trainer."""
     trainer = Trainer(cfg, progress=False)
     timed = _Timed(trainer.monitors[0]) if trainer.monitors else None
-    trainer.train()
-    lines = (cfg.run_dir / "metrics.jsonl").read_text().splitlines()
-    steps = [json.loads(x)["time/step"] for x in lines]
-    return steps, timed, trainer
+    return step_times(trainer), timed, trainer
 
 
 def overhead(args: argparse.Namespace, work: Path) -> None:

@@ -193,6 +193,78 @@ def test_refuses_to_continue_or_sign_after_tampering(
         ledger._buf.clear()
 
 
+@pytest.mark.parametrize("background", [True, False])
+def test_append_later_builds_in_queue_order(
+    run_dir: Path, store_url: str | None, background: bool
+) -> None:
+    """Events a builder returns take its place in the queue; its blobs are stored; a body
+    that cannot be encoded as it is is made plain rather than lost."""
+    seen: list[str] = []
+
+    def build(put: Any) -> list[tuple[str, dict[str, Any]]]:
+        seen.append(threading.current_thread().name)
+        h = put("built completion")
+        return [
+            ("reward", {"n": 1, "completion_blob": h, "score": 1.0}),
+            ("reward", {"n": 2, "odd": float("nan"), "big": 2**60}),
+        ]
+
+    with Ledger.open(run_dir, url=store_url, background=background, batch_size=4) as ledger:
+        ledger.append("reward", {"n": 0})
+        ledger.append_later(build)
+        ledger.append("step", {"n": 3})
+        assert ledger.flush() == 4
+        cp = ledger.sign()
+        events = list(ledger.events())
+    assert seen == (["trustgrpo-ledger"] if background else ["MainThread"])
+    assert [(e.index, e.kind, e.body["n"]) for e in events] == [
+        (0, "reward", 0),
+        (1, "reward", 1),
+        (2, "reward", 2),
+        (3, "step", 3),
+    ]
+    assert events[1].body["score"] == 1 and events[1].data == canonical_json(
+        json.loads(events[1].data)
+    )
+    assert events[2].body["odd"] == "NaN" and events[2].body["big"] == str(2**60)
+    with Ledger.open_readonly(run_dir, url=store_url) as reader:
+        assert reader.get_text(events[1].body["completion_blob"]) == "built completion"
+        assert reader.tree().root() == cp.root  # type: ignore[union-attr]
+        report = verify(reader)
+    assert report.ok, report.problems
+
+
+def test_a_failing_builder_surfaces(run_dir: Path) -> None:
+    def build(put: Any) -> list[tuple[str, dict[str, Any]]]:
+        raise RuntimeError("builder broke")
+
+    ledger = Ledger.open(run_dir, batch_size=4)
+    ledger.append("reward", {"n": 0})
+    ledger.flush()
+    ledger.append_later(build)
+    with pytest.raises(LedgerError, match="writer failed: builder broke"):
+        ledger.flush()
+    ledger._error = None
+    ledger._closed = True
+    ledger._wstore.close()
+    ledger._store.close()
+    with Ledger.open_readonly(run_dir) as reader:  # what was flushed before is intact
+        assert reader.size() == 1 and verify(reader).ok
+
+
+def test_iter_events_by_range_and_kind(run_dir: Path, store_url: str | None) -> None:
+    with Ledger.open(run_dir, url=store_url) as ledger:
+        for i in range(10):
+            ledger.append("override" if i % 3 == 0 else "reward", {"n": i})
+        ledger.flush()
+        store = ledger.store
+        assert [r[0] for r in store.iter_events(2)] == list(range(2, 10))
+        assert [r[0] for r in store.iter_events(2, 7)] == list(range(2, 7))
+        assert [r[0] for r in store.iter_events(0, None, kind="override")] == [0, 3, 6, 9]
+        assert [r[0] for r in store.iter_events(1, 9, kind="override")] == [3, 6]
+        assert list(store.iter_events(10)) == []
+
+
 def test_writer_error_surfaces(run_dir: Path) -> None:
     ledger = Ledger.open(run_dir, batch_size=4)
     ledger._wstore.close()  # the writer's connection dies under it

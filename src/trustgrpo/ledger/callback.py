@@ -10,15 +10,16 @@ What each hook writes (bodies in :mod:`trustgrpo.ledger.events`)::
                      waited for: the events that shaped saved weights are on disk with them
     on_train_end     run_finished, then a signed checkpoint, waited for (flushed)
 
-The hot path only builds bodies and queues them: the ledger's writer thread does the disk
-work, and step-end signatures are queued too (``sign(wait=False)``), so the trainer waits on
-disk only when it saves weights and at the end of the run. The callback does not close the
+The hot path only copies the step's results and queues them: the ledger's writer thread builds
+and encodes the reward events (:meth:`Ledger.append_later`) and does the disk work, and
+step-end signatures are queued too (``sign(wait=False)``), so the trainer waits on disk only
+when it saves weights and at the end of the run. The callback does not close the
 ledger; whoever opened it does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from trustgrpo.callbacks import Callback, CheckpointInfo, RunInfo, StepBatch
 from trustgrpo.errors import LedgerError
 from trustgrpo.ledger.canonical import canonical_json, to_jsonable
 from trustgrpo.ledger.events import reward_body
-from trustgrpo.ledger.ledger import Ledger
+from trustgrpo.ledger.ledger import Ledger, PutBlob
 
 
 class LedgerCallback(Callback):
@@ -52,32 +53,38 @@ class LedgerCallback(Callback):
         self.ledger.sign(wait=False)
 
     def on_step_rewards(self, run: RunInfo, batch: StepBatch) -> None:
-        ledger = self.ledger
-        put = ledger.put_blob
-        last_prompt: str | None = None
-        prompt_hash = ""
-        for i, sample in enumerate(batch.samples):
-            if sample.prompt is not last_prompt:  # a group shares its prompt object
-                last_prompt, prompt_hash = sample.prompt, put(sample.prompt)
-            blobs = {
-                "prompt": prompt_hash,
-                "completion": put(sample.completion),
-                "reference": None if sample.reference is None else put(sample.reference),
-                "metadata": put(_metadata_json(sample.metadata)) if sample.metadata else None,
-            }
-            body = reward_body(
-                batch.step,
-                sample,
-                batch.outcomes[i],
-                float(batch.rewards[i]),
-                float(batch.advantages[i]),
-                blobs,
-                batch.overrides.get(i),
-            )
-            try:
-                ledger.append("reward", body)
-            except LedgerError:  # a verifier put something odd in its details
-                ledger.append("reward", to_jsonable(body))
+        # The writer builds and encodes the step's reward events (the step does not wait for
+        # it); everything they read is copied or immutable now.
+        samples = list(batch.samples)
+        outcomes = [list(o) for o in batch.outcomes]
+        rewards = [float(r) for r in batch.rewards]
+        advantages = [float(a) for a in batch.advantages]
+        overrides = dict(batch.overrides)
+        step = batch.step
+
+        def build(put: PutBlob) -> Iterator[tuple[str, dict[str, Any]]]:
+            last_prompt: str | None = None
+            prompt_hash = ""
+            last_metadata: Mapping[str, Any] | None = None
+            metadata_hash: str | None = None
+            for i, sample in enumerate(samples):
+                if sample.prompt is not last_prompt:  # a group shares its prompt object
+                    last_prompt, prompt_hash = sample.prompt, put(sample.prompt)
+                if sample.metadata is not last_metadata:  # and, usually, its metadata
+                    last_metadata = sample.metadata
+                    metadata_hash = put(_metadata_json(last_metadata)) if last_metadata else None
+                blobs = {
+                    "prompt": prompt_hash,
+                    "completion": put(sample.completion),
+                    "reference": None if sample.reference is None else put(sample.reference),
+                    "metadata": metadata_hash,
+                }
+                body = reward_body(
+                    step, sample, outcomes[i], rewards[i], advantages[i], blobs, overrides.get(i)
+                )
+                yield "reward", body
+
+        self.ledger.append_later(build)
 
     def on_step_end(self, run: RunInfo, batch: StepBatch) -> bool | None:
         self.ledger.append(

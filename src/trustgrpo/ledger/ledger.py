@@ -40,12 +40,13 @@ import secrets
 import threading
 import time
 import weakref
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from trustgrpo.errors import LedgerError, VerificationError
-from trustgrpo.ledger.canonical import canonical_json
+from trustgrpo.ledger.canonical import canonical_json, to_jsonable
 from trustgrpo.ledger.events import BLOB_PREFIX, KINDS, envelope
 from trustgrpo.ledger.merkle import MerkleTree, leaf_hash, verify_consistency
 from trustgrpo.ledger.reader import LedgerReader
@@ -77,6 +78,11 @@ def _clean_origin(origin: str) -> str:
     if not cleaned:
         raise LedgerError("ledger origin: expected a non-empty name, found an empty one")
     return cleaned
+
+
+PutBlob = Callable[[str | bytes], str]
+Builder = Callable[[PutBlob], Iterable[tuple[str, dict[str, Any]]]]
+"""What :meth:`Ledger.append_later` takes: ``build(put_blob) -> [(kind, body), ...]``."""
 
 
 class Ledger(LedgerReader):
@@ -114,6 +120,9 @@ class Ledger(LedgerReader):
         self._committed_size = tree.size
         self._last_checkpoint: Checkpoint | None = None
         self._recent_blobs: set[str] = set()  # hashes this writer queued (skip re-inserts)
+        # hashes the writer's builders stored (their own set: a hash the caller queued after a
+        # builder may land in a later commit, so the builder stores its blobs itself)
+        self._built_blobs: set[str] = set()
         self._recent_texts: dict[str, str] = {}  # recent texts -> hash (skip re-hashing)
         self._thread: threading.Thread | None = None
         if background:
@@ -210,12 +219,22 @@ class Ledger(LedgerReader):
     def append(self, kind: str, body: dict[str, Any]) -> None:
         """Queue one event. The body is encoded now (RFC 8785; :class:`LedgerError` when it
         cannot be) and written by the writer thread; it is durable once ``flush`` returns."""
-        if kind not in KINDS:
-            raise LedgerError(f"event kind: expected one of {sorted(KINDS)}, found {kind!r}")
-        if type(body) is not dict:
-            raise LedgerError(f"event body: expected a dict, found {type(body).__name__}")
+        _check_kind(kind, body)
         item = ("e", kind, canonical_json(body), time.time_ns() // 1_000_000)
         self._enqueue(item)
+
+    def append_later(self, build: Builder) -> None:
+        """Queue events that the writer builds when it reaches them: ``build(put_blob)``
+        returns ``(kind, body)`` pairs, and may store blobs through the ``put_blob`` it is
+        given. The events keep their place in the queue and the time of this call.
+
+        This takes the encoding off the caller's thread: the trainer hands over each step's
+        reward events this way, so that they cost the step almost nothing. ``build`` must only
+        read data nobody changes afterwards, and must not fail: an exception stops the writer
+        (``flush`` and ``append`` then raise it); bodies that cannot be encoded should be made
+        plain first (:func:`~trustgrpo.ledger.canonical.to_jsonable`).
+        """
+        self._enqueue(("d", build, time.time_ns() // 1_000_000))
 
     def put_blob(self, data: str | bytes) -> str:
         """Store content once (texts are UTF-8 encoded); returns ``sha256:<hex>``, the key
@@ -239,6 +258,22 @@ class Ledger(LedgerReader):
                 self._recent_texts.clear()
             self._recent_texts[text] = h
         return h
+
+    def _blob_sink(self, blobs: list[tuple[str, bytes]]) -> PutBlob:
+        """``put_blob`` for builders run by the writer: rows go into this commit's ``blobs``."""
+        stored = self._built_blobs
+        if len(stored) > 100_000:
+            stored.clear()
+
+        def put(data: str | bytes) -> str:
+            raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+            h = BLOB_PREFIX + _sha256(raw).hexdigest()
+            if h not in stored:
+                stored.add(h)
+                blobs.append((h, raw))
+            return h
+
+        return put
 
     def flush(self) -> int:
         """Write everything queued, durably; returns the tree size."""
@@ -379,6 +414,14 @@ class Ledger(LedgerReader):
                             rows.append((idx, item[1], lh, data))
                         elif tag == "b":
                             blobs.append((item[1], item[2]))
+                        elif tag == "d":
+                            for kind, body in item[1](self._blob_sink(blobs)):
+                                _check_kind(kind, body)
+                                idx = tree.size
+                                data = envelope(kind, _encode_plain(body), idx, item[2])
+                                lh = _sha256(b"\x00" + data).digest()
+                                append(lh)
+                                rows.append((idx, kind, lh, data))
                         else:
                             checkpoint = self._sign_locked()
                     if blobs:
@@ -431,6 +474,22 @@ class Ledger(LedgerReader):
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _encode_plain(body: dict[str, Any]) -> bytes:
+    """Canonical JSON of a built body; one that cannot be encoded as it is (a verifier's odd
+    detail: NaN, a huge integer, an object) is made plain first."""
+    try:
+        return canonical_json(body)
+    except LedgerError:
+        return canonical_json(to_jsonable(body))
+
+
+def _check_kind(kind: str, body: Any) -> None:
+    if kind not in KINDS:
+        raise LedgerError(f"event kind: expected one of {sorted(KINDS)}, found {kind!r}")
+    if type(body) is not dict:
+        raise LedgerError(f"event body: expected a dict, found {type(body).__name__}")
 
 
 def _close_at_exit(ref: weakref.ref[Ledger]) -> None:

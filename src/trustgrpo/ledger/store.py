@@ -84,8 +84,11 @@ class Store(abc.ABC):
         """Insert a signed checkpoint (inside a transaction)."""
 
     @abc.abstractmethod
-    def iter_events(self, start: int = 0) -> Iterator[EventRow]:
-        """Event rows with ``idx >= start`` in index order, streamed."""
+    def iter_events(
+        self, start: int = 0, stop: int | None = None, kind: str | None = None
+    ) -> Iterator[EventRow]:
+        """Event rows with ``start <= idx < stop`` (of one ``kind`` when given) in index order,
+        streamed."""
 
     @abc.abstractmethod
     def get_event(self, idx: int) -> EventRow | None:
@@ -154,6 +157,21 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 _CHUNK = 1024
 """Rows per multi-row INSERT (4,096 parameters, far below SQLite's limit of 32,766)."""
+
+
+def _event_range(
+    mark: str, start: int, stop: int | None, kind: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    """``WHERE ... ORDER BY idx`` and its parameters for :meth:`Store.iter_events`."""
+    where = [f"idx >= {mark}"]
+    args: list[Any] = [start]
+    if stop is not None:
+        where.append(f"idx < {mark}")
+        args.append(stop)
+    if kind is not None:
+        where.append(f"kind = {mark}")
+        args.append(kind)
+    return "WHERE " + " AND ".join(where) + " ORDER BY idx", tuple(args)
 
 
 class SQLiteStore(Store):
@@ -232,10 +250,11 @@ class SQLiteStore(Store):
     def insert_checkpoint(self, size: int, note: bytes) -> None:
         self._db.execute("INSERT INTO checkpoints (size, note) VALUES (?, ?)", (size, note))
 
-    def iter_events(self, start: int = 0) -> Iterator[EventRow]:
-        cur = self._db.execute(
-            "SELECT idx, kind, leaf_hash, data FROM events WHERE idx >= ? ORDER BY idx", (start,)
-        )
+    def iter_events(
+        self, start: int = 0, stop: int | None = None, kind: str | None = None
+    ) -> Iterator[EventRow]:
+        sql, args = _event_range("?", start, stop, kind)
+        cur = self._db.execute(f"SELECT idx, kind, leaf_hash, data FROM events {sql}", args)
         while rows := cur.fetchmany(4096):
             yield from rows
 

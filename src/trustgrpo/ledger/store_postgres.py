@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from trustgrpo.errors import LedgerError
-from trustgrpo.ledger.store import BlobRow, CheckpointRow, EventRow, Store
+from trustgrpo.ledger.store import BlobRow, CheckpointRow, EventRow, Store, _event_range
 
 _TABLES = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -149,11 +149,12 @@ class PostgresStore(Store):
             cur.execute(query, params)
             yield from cur
 
-    def iter_events(self, start: int = 0) -> Iterator[EventRow]:
-        q = self._q(
-            "SELECT idx, kind, leaf_hash, data FROM {s}.events WHERE idx >= %s ORDER BY idx"
-        )
-        for idx, kind, lh, data in self._stream(q, (start,)):
+    def iter_events(
+        self, start: int = 0, stop: int | None = None, kind: str | None = None
+    ) -> Iterator[EventRow]:
+        sql, args = _event_range("%s", start, stop, kind)
+        q = self._q("SELECT idx, kind, leaf_hash, data FROM {s}.events " + sql)
+        for idx, kind, lh, data in self._stream(q, args):
             yield idx, kind, bytes(lh), bytes(data)
 
     def get_event(self, idx: int) -> EventRow | None:

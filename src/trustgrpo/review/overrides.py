@@ -79,13 +79,14 @@ class Overrides:
     def refresh(self) -> int:
         """Read overrides appended since the last call; returns how many were added.
 
-        Only ``override`` rows are parsed, so a refresh per training step is cheap.
+        Only ``override`` rows are read (one query), so a refresh per training step is cheap.
         """
         added = 0
-        for idx, kind, _, data in self.reader.store.iter_events(self._cursor):
-            self._cursor = idx + 1
-            if kind != "override":
-                continue
+        store = self.reader.store
+        end = store.size()
+        rows = list(store.iter_events(self._cursor, end, kind="override"))
+        self._cursor = end
+        for idx, _, _, data in rows:
             try:
                 body = json.loads(bytes(data))["body"]
                 target = int(body["event"])
