@@ -15,8 +15,10 @@ Reading (auditors need no private key)::
     for event in reader.events(): ...
 
 ``append`` canonicalises the body (RFC 8785) in the caller, so a bad value fails there, then
-queues it; a background thread numbers the events, hashes them into the tree and commits them
-in batches (every ``batch_size`` items, on ``flush``/``sign``, or after ``max_delay`` seconds).
+queues it (``append_later`` instead queues a builder that the writer runs when it reaches it:
+how the trainer hands over a step's reward events without waiting for their encoding); a
+background thread numbers the events, hashes them into the tree and commits them in batches
+(every ``batch_size`` items, on ``flush``/``sign``, or after ``max_delay`` seconds).
 The queue is bounded: a caller two batches ahead of the writer waits for it (a busy Python
 caller could otherwise starve the writer of the GIL and grow the queue without limit).
 Only ``flush()`` (and ``sign(wait=True)``) promise durability: after ``kill -9`` every event
