@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from trustgrpo.config import Config
 from trustgrpo.demo import demo_config
@@ -54,3 +56,25 @@ def step_times(trainer: Trainer) -> list[float]:
     trainer.train()
     lines = (trainer.config.run_dir / "metrics.jsonl").read_text().splitlines()
     return [json.loads(x)["time/step"] for x in lines]
+
+
+class HookTimer:
+    """Adds up the wall time spent in hooks it wraps, per key (``""`` unless given)."""
+
+    def __init__(self) -> None:
+        self.seconds: Counter[str] = Counter()
+
+    def wrap(self, obj: Any, names: tuple[str, ...], key: str = "") -> None:
+        """Replace ``obj``'s methods ``names`` by timed versions counted under ``key``."""
+        for name in names:
+            setattr(obj, name, self._timed(getattr(obj, name), key))
+
+    def _timed(self, fn: Any, key: str) -> Any:
+        def timed(*args: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.seconds[key] += time.perf_counter() - t0
+
+        return timed

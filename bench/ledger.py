@@ -242,27 +242,8 @@ def _table(results: dict[str, dict[str, Rate]], title: str, col: int) -> None:
         print(f"{name:<{width}}" + "".join(f"  {c:>22}" for c in cells))
 
 
-class _Timed:
-    """Adds up the time spent in a callback's per-step hooks."""
-
-    def __init__(self, cb: Any) -> None:
-        self.seconds = 0.0
-        for name in ("on_step_rewards", "on_step_end"):
-            setattr(cb, name, self._wrap(getattr(cb, name)))
-
-    def _wrap(self, fn: Any) -> Any:
-        def timed(*args: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*args)
-            finally:
-                self.seconds += time.perf_counter() - t0
-
-        return timed
-
-
 def training_overhead(steps: int, pairs: int, sft_steps: int) -> None:
-    from _demo import prepare, run_config, step_times
+    from _demo import HookTimer, prepare, run_config, step_times
     from trustgrpo.ledger.callback import LedgerCallback
     from trustgrpo.trainer import Trainer
 
@@ -280,10 +261,13 @@ def training_overhead(steps: int, pairs: int, sft_steps: int) -> None:
             cbs = [cb for cb in trainer.recorders if isinstance(cb, LedgerCallback)]
             if on != bool(cbs):
                 raise SystemExit(f"expected the ledger {'on' if on else 'off'} in {run_dir}")
-            timed = _Timed(cbs[0]) if cbs else None
+            timed = None
+            if cbs:
+                timed = HookTimer()
+                timed.wrap(cbs[0], ("on_step_rewards", "on_step_end"))
             times[on].extend(step_times(trainer)[1:])  # the first step warms caches up
             if timed is not None:
-                inside += timed.seconds
+                inside += timed.seconds[""]
                 with Ledger.open_readonly(run_dir) as reader:
                     events += reader.size()
     off, on_ = statistics.mean(times[False]), statistics.mean(times[True])

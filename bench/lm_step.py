@@ -49,7 +49,6 @@ The default run takes about a quarter of an hour on 2 busy cores, most of it the
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import random
@@ -74,6 +73,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch
+
+from trustgrpo.policy.lm import _cache_keyword, _cache_of
 
 ARMS = ("ours", "ours-off", "trl", "bare")
 PHASES = ("rollout", "verify", "advantage", "record", "monitor", "update")
@@ -420,11 +421,7 @@ def _bare_generate(
 ) -> torch.Tensor:
     """Sample ``new`` tokens for each of ``g`` copies of equal-length prompts ``ids``: the
     prompt is encoded once and its cache repeated."""
-    kw = (
-        "cache"
-        if "cache" in inspect.signature(type(model).forward).parameters
-        else "past_key_values"
-    )
+    kw = _cache_keyword(model)
     out = model(input_ids=ids, use_cache=True)
     cache = _cache_of(out)
     cache.batch_repeat_interleave(g)
@@ -437,11 +434,6 @@ def _bare_generate(
             out = model(input_ids=nxt, use_cache=True, **{kw: cache})
             cache, logits = _cache_of(out), out.logits[:, -1]
     return torch.cat(tokens, 1)
-
-
-def _cache_of(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
 
 
 def _bare_logprobs(model: Any, ids: torch.Tensor, completion: torch.Tensor) -> torch.Tensor:
@@ -659,8 +651,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
     p.add_argument("--memory-of", default="", help=argparse.SUPPRESS)  # see memory()
     args = p.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).resolve().parent))  # "lm_step:digit_share"
     names = [a for a in args.arms.split(",") if a]
+    for flag, given, known in (
+        ("--arms", names, ARMS),
+        ("--workloads", args.workloads.split(","), tuple(WORKLOADS)),
+    ):
+        unknown = [x for x in given if x not in known]
+        if unknown or not given:
+            found = ",".join(unknown) or "none"
+            p.error(f"{flag}: expected names from {','.join(known)}, found {found}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # "lm_step:digit_share"
     work = args.work or Path(tempfile.mkdtemp(prefix="lm_step-"))
     work.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)

@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _demo import prepare, run_config, step_times
+from _demo import HookTimer, prepare, run_config, step_times
 from trustgrpo.config import Config
 from trustgrpo.trainer import Trainer
 
@@ -49,38 +49,20 @@ def config(data: Path, warm: Path, run_dir: Path, steps: int, seed: int, monitor
     return run_config(data, warm, run_dir, steps, seed, overrides)
 
 
-class _Timed:
-    """Wraps the monitor callback's per-step hooks (and each detector's) and adds up their
-    time."""
-
-    def __init__(self, cb: Any) -> None:
-        self.cb = cb
-        self.seconds = 0.0
-        self.detectors: Counter[str] = Counter()
-        for name in ("on_step_rewards", "on_step_end"):
-            setattr(cb, name, self._wrap(getattr(cb, name)))
-        for d in cb.monitor.detectors:
-            for name in ("on_rewards", "on_metrics"):
-                setattr(d, name, self._wrap(getattr(d, name), d.name))
-
-    def _wrap(self, fn: Any, detector: str = "") -> Any:
-        def timed(*args: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return fn(*args)
-            finally:
-                if detector:
-                    self.detectors[detector] += time.perf_counter() - t0
-                else:
-                    self.seconds += time.perf_counter() - t0
-
-        return timed
+def _timer(cb: Any) -> HookTimer:
+    """Times the monitor callback's per-step hooks (key ``""``) and each detector's (its
+    name)."""
+    timer = HookTimer()
+    timer.wrap(cb, ("on_step_rewards", "on_step_end"))
+    for d in cb.monitor.detectors:
+        timer.wrap(d, ("on_rewards", "on_metrics"), d.name)
+    return timer
 
 
-def one_run(cfg: Config) -> tuple[list[float], _Timed | None, Trainer]:
+def one_run(cfg: Config) -> tuple[list[float], HookTimer | None, Trainer]:
     """Step times (s), the monitors' timings, and the trainer."""
     trainer = Trainer(cfg, progress=False)
-    timed = _Timed(trainer.monitors[0]) if trainer.monitors else None
+    timed = _timer(trainer.monitors[0]) if trainer.monitors else None
     return step_times(trainer), timed, trainer
 
 
@@ -98,8 +80,8 @@ def overhead(args: argparse.Namespace, work: Path) -> None:
             steps = steps[1:]  # the first step warms caches up
             (on_steps if monitors else off_steps).extend(steps)
             if timed is not None:
-                inside += timed.seconds
-                per_detector.update(timed.detectors)
+                inside += timed.seconds.pop("", 0.0)
+                per_detector.update(timed.seconds)
             shutil.rmtree(run_dir, ignore_errors=True)
     off = statistics.mean(off_steps)
     on = statistics.mean(on_steps)

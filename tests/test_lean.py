@@ -9,7 +9,6 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from trustgrpo.config import PolicyConfig
-from trustgrpo.policy import lean as lean_module
 from trustgrpo.policy.lean import GROUPED_FROM, lean, supports
 from trustgrpo.policy.lm import build_char_tokenizer, build_tiny_model, encode_prompts
 
@@ -128,7 +127,7 @@ def test_unsupported_models_use_their_own_forward() -> None:
         wrapped.model.layers[0].self_attn.q_proj
     )
     assert lean(wrapped) is None
-    assert lean_module.lean(torch.nn.Linear(2, 2)) is None
+    assert lean(torch.nn.Linear(2, 2)) is None
     checkpointed = LlamaForCausalLM(LlamaConfig(**cfg))
     for layer in checkpointed.model.layers:
         layer.gradient_checkpointing = True  # what gradient_checkpointing_enable() sets

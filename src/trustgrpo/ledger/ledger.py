@@ -233,8 +233,9 @@ class Ledger(LedgerReader):
         This takes the encoding off the caller's thread: the trainer hands over each step's
         reward events this way, so that they cost the step almost nothing. ``build`` must only
         read data nobody changes afterwards, and must not fail: an exception stops the writer
-        (``flush`` and ``append`` then raise it); bodies that cannot be encoded should be made
-        plain first (:func:`~trustgrpo.ledger.canonical.to_jsonable`).
+        (``flush`` and ``append`` then raise it). A body that cannot be encoded as it is (a
+        verifier's odd detail: NaN, a huge integer, an object) is recorded made plain by
+        :func:`~trustgrpo.ledger.canonical.to_jsonable`.
         """
         self._enqueue(("d", build, time.time_ns() // 1_000_000))
 

@@ -307,7 +307,11 @@ class LeanLM:
         positions = spread(mask.sum(-1)).unsqueeze(1) + torch.arange(t - 1, device=ids.device)
         cos_c, sin_c = cos[positions].unsqueeze(1), sin[positions].unsqueeze(1)
         causal = torch.ones(t - 1, t - 1, dtype=torch.bool, device=ids.device).tril()
-        real = torch.ones(b, 1, 1, p, dtype=torch.bool) if mask.all() else spread(mask.bool())
+        real = (
+            torch.ones(b, 1, 1, p, dtype=torch.bool, device=ids.device)
+            if mask.all()
+            else spread(mask.bool())
+        )
         attend_mask = torch.cat(
             [real.view(b, 1, 1, p).expand(b, 1, t - 1, p), causal.expand(b, 1, -1, -1)], dim=-1
         )
