@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import statistics
 import time
 from collections import Counter
 from pathlib import Path
@@ -39,12 +41,12 @@ def prepare(work: Path, sft_steps: int) -> tuple[Path, Path]:
 def run_config(
     data: Path, warm: Path, run_dir: Path, steps: int, seed: int, overrides: list[str]
 ) -> Config:
-    """The demo's run file from the warm start: ``steps`` GRPO steps, no periodic evaluation
-    and no verifier self-test (the same in every arm), plus ``overrides``."""
+    """The demo's run file from the warm start: ``steps`` GRPO steps with the demo's own
+    periodic evaluation (300 held-out prompts every 50 steps and at the end), no verifier
+    self-test (the same in every arm), plus ``overrides``."""
     base = [
         f"grpo.max_steps={steps}",
         f"run.seed={seed}",
-        "grpo.eval_every=0",
         "reward.self_test=0",
     ]
     cfg = demo_config(data, run_dir, base + overrides)
@@ -78,3 +80,29 @@ class HookTimer:
                 self.seconds[key] += time.perf_counter() - t0
 
         return timed
+
+
+def paired_ratio(on: list[list[float]], off: list[list[float]]) -> dict[str, float]:
+    """On/off step-time ratios of runs made in pairs (the two runs of a pair back to back,
+    with the same seed, so step ``i`` of both does the same work):
+
+    * ``median``, ``lo``, ``hi``: over pairs, of (mean step time on / mean step time off);
+    * ``per_step``: the geometric mean of the per-step ratios ``on[i] / off[i]`` over every
+      pair, the 10% most extreme at each end left out. A machine that speeds up or slows down
+      over seconds moves both steps of a ratio; a cost the ledger puts on one step in three
+      still counts.
+    """
+    ratios = sorted(
+        statistics.mean(a) / statistics.mean(b) for a, b in zip(on, off, strict=True) if a and b
+    )
+    logs = sorted(
+        math.log(x / y) for a, b in zip(on, off, strict=True) for x, y in zip(a, b, strict=True)
+    )
+    cut = len(logs) // 10
+    kept = logs[cut : len(logs) - cut] or logs
+    return {
+        "median": statistics.median(ratios),
+        "lo": ratios[0],
+        "hi": ratios[-1],
+        "per_step": math.exp(statistics.fmean(kept)),
+    }

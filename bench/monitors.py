@@ -1,6 +1,6 @@
 """Monitor overhead on the demo, and the false-alarm rate of clean demo runs.
 
-    python bench/monitors.py [--steps 100] [--pairs 2] [--sft-steps 1500] [--work DIR]
+    python bench/monitors.py [--steps 300] [--pairs 2] [--sft-steps 1500] [--work DIR]
     python bench/monitors.py --false-alarms [--seeds 20] [--steps 100]
 
 Overhead: the embedded demo's run file (``trustgrpo/data/demo.toml``: 16 prompts × 8
@@ -14,8 +14,13 @@ Two figures:
 * **monitor share**: seconds spent inside the monitor callback (its ``on_step_rewards`` and
   ``on_step_end``) divided by the step time with monitors off: what the monitors cost, and
   the figure the < 2% goal is about;
-* **step-time ratio**: mean step time on / off (end to end; moves by a few percent with the
-  machine's load, so read it next to the load average).
+* **step-time ratio**: step time on / off, end to end: the trimmed geometric mean of the
+  per-step ratios (a pair's two runs have the same seed, so step ``i`` does the same work in
+  both) and the median over pairs of the ratio of mean step times. Both move by a few
+  percent with the machine's load; read them next to the load average.
+
+``--steps`` defaults to 300, the demo's own run (its evaluation every 50 steps included, in
+both arms).
 
 False alarms: ``--seeds`` GRPO runs of the demo (one shared warm start, seeds 0..N-1) of
 ``--steps`` steps each, all detectors on; prints alerts per detector per 1,000 steps.
@@ -34,7 +39,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from _demo import HookTimer, prepare, run_config, step_times
+from _demo import HookTimer, paired_ratio, prepare, run_config, step_times
 from trustgrpo.config import Config
 from trustgrpo.trainer import Trainer
 
@@ -68,8 +73,8 @@ def one_run(cfg: Config) -> tuple[list[float], HookTimer | None, Trainer]:
 
 def overhead(args: argparse.Namespace, work: Path) -> None:
     data, warm = prepare(work, args.sft_steps)
-    on_steps: list[float] = []
-    off_steps: list[float] = []
+    on_steps: list[list[float]] = []
+    off_steps: list[list[float]] = []
     inside = 0.0
     per_detector: Counter[str] = Counter()
     for k in range(args.pairs):
@@ -78,13 +83,14 @@ def overhead(args: argparse.Namespace, work: Path) -> None:
             shutil.rmtree(run_dir, ignore_errors=True)
             steps, timed, _ = one_run(config(data, warm, run_dir, args.steps, k, monitors))
             steps = steps[1:]  # the first step warms caches up
-            (on_steps if monitors else off_steps).extend(steps)
+            (on_steps if monitors else off_steps).append(steps)
             if timed is not None:
                 inside += timed.seconds.pop("", 0.0)
                 per_detector.update(timed.seconds)
             shutil.rmtree(run_dir, ignore_errors=True)
-    off = statistics.mean(off_steps)
-    on = statistics.mean(on_steps)
+    off = statistics.mean(t for run in off_steps for t in run)
+    on = statistics.mean(t for run in on_steps for t in run)
+    r = paired_ratio(on_steps, off_steps)
     n = args.pairs * args.steps
     share = inside / n / off
     print(f"demo: 16 prompts x 8 completions, {args.steps} steps x {args.pairs} runs per arm")
@@ -93,7 +99,10 @@ def overhead(args: argparse.Namespace, work: Path) -> None:
     print(f"step time, on:      {on * 1000:.1f} ms (mean)")
     print(f"inside monitors:    {inside / (args.pairs * args.steps) * 1000:.2f} ms per step")
     print(f"monitor share:      {share:.2%} of the step time (goal < 2%)")
-    print(f"step-time ratio:    {on / off:.3f} (on / off)")
+    print(
+        f"step-time ratio:    {r['per_step']:.3f} per step, paired; runs: {r['median']:.3f} "
+        f"[{r['lo']:.3f}-{r['hi']:.3f}] (median [range] over pairs)"
+    )
     for name, secs in per_detector.most_common():
         print(f"  {name:20s} {secs / n * 1000:6.3f} ms per step  {secs / n / off:.2%}")
 
@@ -124,7 +133,7 @@ def false_alarms(args: argparse.Namespace, work: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=None, help="default: 300, or 100 per seed")
     p.add_argument("--pairs", type=int, default=2)
     p.add_argument("--sft-steps", type=int, default=1500, help="warm start (the demo's: 1500)")
     p.add_argument("--seeds", type=int, default=20)
@@ -135,8 +144,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     if args.false_alarms:
+        args.steps = args.steps or 100
         false_alarms(args, work)
     else:
+        args.steps = args.steps or 300
         overhead(args, work)
     sys.stdout.flush()
 

@@ -146,3 +146,40 @@ def test_latest_checkpoint_ignores_a_half_written_one(tmp_path: Path) -> None:
         (tmp_path / "checkpoints" / name / STATE_FILE).write_text("{}")
     # step-50 has no state file (incomplete), step-40.tmp is a crash leftover
     assert latest(tmp_path) == tmp_path / "checkpoints" / "step-12"
+
+
+def test_greedy_completions_are_reused_until_the_weights_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The held-out monitor and the periodic evaluation decode the same prompts: with the
+    same weights the second asks no generation, after an update it decodes again."""
+    import torch
+
+    import trustgrpo.evaluation as evaluation
+
+    calls: list[int] = []
+    real = evaluation.complete
+
+    def counting(model: object, tokenizer: object, prompts: list, *a: object, **k: object) -> list:
+        calls.append(len(prompts))
+        return real(model, tokenizer, prompts, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(evaluation, "complete", counting)
+    trainer = Trainer(_config(tmp_path), progress=False)
+    prompts = list(trainer.eval_prompts)
+    first = trainer.complete(prompts)
+    assert calls == [len(prompts)]
+    again = trainer.complete(prompts[:3] + prompts)  # a subset, repeated: all known
+    assert calls == [len(prompts)]
+    assert [s.completion for s in again[3:]] == [s.completion for s in first]
+    assert [(s.prompt_id, s.group_id) for s in again[:4]] == [
+        (p.id, i) for i, p in enumerate(prompts[:3] + prompts[:1])
+    ]
+    accuracy = trainer.evaluate()["eval/accuracy"]
+    assert calls == [len(prompts)]  # evaluation reads the same completions
+    with torch.no_grad():  # an optimiser step changes the weights in place
+        for p in trainer.backend.model.parameters():
+            p.add_(0.5)
+    trainer.complete(prompts)
+    assert calls == [len(prompts), len(prompts)]
+    assert 0.0 <= accuracy <= 1.0

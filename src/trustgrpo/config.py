@@ -224,6 +224,9 @@ class LedgerConfig:
     """Store: empty for SQLite in the run directory, or ``postgresql://...``."""
     signing_key: str = field(default="", metadata=_file())
     """Ed25519 private key (PEM) to sign checkpoints; empty generates one per run."""
+    writer: Literal["process", "thread"] = "process"
+    """Where events are encoded, hashed and stored: a child process (the trainer's
+    interpreter lock stays free; the default) or a thread of the trainer."""
 
 
 @dataclass(frozen=True)

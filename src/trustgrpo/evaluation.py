@@ -73,15 +73,25 @@ def evaluate(
     verifier that is not shaping says ``correct``."""
     if not prompts:
         return {}
+    return score_completions(
+        reward, complete(model, tokenizer, prompts, config, batch_size=batch_size)
+    )
+
+
+def score_completions(reward: Any, samples: Sequence[Sample]) -> dict[str, float]:
+    """``eval/accuracy`` (every non-shaping verifier says ``correct``) and ``eval/reward_mean``
+    of greedy completions."""
+    if not samples:
+        return {}
     shaping = [c.role == "shaping" for c in reward.components]
-    result = reward.score(complete(model, tokenizer, prompts, config, batch_size=batch_size))
+    result = reward.score(samples)
     correct = sum(
         all(o.status == "correct" for o, s in zip(outs, shaping, strict=True) if not s)
         for outs in result.outcomes
     )
     scored = result.rewards[~np.isnan(result.rewards)]
     return {
-        "eval/accuracy": correct / len(prompts),
+        "eval/accuracy": correct / len(samples),
         "eval/reward_mean": float(scored.mean()) if scored.size else float("nan"),
     }
 

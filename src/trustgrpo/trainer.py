@@ -172,6 +172,7 @@ class Trainer:
                 url=cfg.ledger.url or None,
                 signing_key=Path(cfg.ledger.signing_key) if cfg.ledger.signing_key else None,
                 origin=f"trustgrpo/{cfg.run.name}",
+                process=cfg.ledger.writer == "process",
             )
             self.recorders.append(LedgerCallback(self.ledger))
         # reviewers' corrected rewards (``override`` events), applied in the verify phase

@@ -3,7 +3,8 @@
     python crash_writer.py RUN_DIR URL|- SEED
 
 Every event's body holds ``n``, its own index (the writer starts counting at the size it
-finds, so this holds across crashes and restarts). After each ``flush()`` returns, the writer
+finds, so this holds across crashes and restarts). ``READY <size> <pid>`` names the writer
+process (0: a thread). After each ``flush()`` returns, the writer
 prints ``ACK <tree size>``: the test kills it with SIGKILL at a random moment and then checks
 that every acknowledged event is in the reopened ledger, which must verify.
 """
@@ -35,9 +36,11 @@ def main() -> None:
         batch_size=rng.choice([8, 64, 512]),
         max_delay=rng.choice([0.001, 0.05]),
         background=rng.random() < 0.8,
+        process=rng.random() < 0.5,  # with background: a writer process, not a thread
     )
     n = ledger.size()
-    print(f"READY {n}", flush=True)
+    child = getattr(ledger._writer, "pid", None) or 0
+    print(f"READY {n} {child}", flush=True)
     while True:
         for _ in range(rng.randint(1, 200)):
             h = ledger.put_blob(f"completion {n} " + "x" * rng.randint(0, 300))

@@ -57,9 +57,27 @@ def run_and_kill(run_dir: Path, url: str | None, seed: int, delay: float) -> tup
         errors = proc.stderr.read()
     assert started, f"the writer did not start: {errors}"
     assert proc.returncode == -signal.SIGKILL, errors
-    start = int(lines[0].split()[1])
+    _, start_text, child_text = lines[0].split()
+    wait_gone(int(child_text))  # a writer process dies with its parent, perhaps mid-batch
+    start = int(start_text)
     acks = [int(x.split()[1]) for x in lines if x.startswith("ACK ")]
     return start, max(acks, default=start)
+
+
+def wait_gone(pid: int) -> None:
+    """Wait until process ``pid`` (0: none) has exited."""
+    if not pid:
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the writer process {pid} outlived its parent")
 
 
 def check(run_dir: Path, url: str | None, acked: int) -> int:

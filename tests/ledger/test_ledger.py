@@ -246,7 +246,7 @@ def test_a_failing_builder_surfaces(run_dir: Path) -> None:
         ledger.flush()
     ledger._error = None
     ledger._closed = True
-    ledger._wstore.close()
+    ledger._writer.close()
     ledger._store.close()
     with Ledger.open_readonly(run_dir) as reader:  # what was flushed before is intact
         assert reader.size() == 1 and verify(reader).ok
@@ -267,7 +267,7 @@ def test_iter_events_by_range_and_kind(run_dir: Path, store_url: str | None) -> 
 
 def test_writer_error_surfaces(run_dir: Path) -> None:
     ledger = Ledger.open(run_dir, batch_size=4)
-    ledger._wstore.close()  # the writer's connection dies under it
+    ledger._writer.close()  # the writer's connection dies under it
     with pytest.raises(LedgerError, match="writer failed"):  # at the next append or flush
         fill(ledger, 8)
         ledger.flush()
@@ -278,9 +278,11 @@ def test_writer_error_surfaces(run_dir: Path) -> None:
     ledger._store.close()
 
 
-def test_two_writers_share_one_log(run_dir: Path, store_url: str | None) -> None:
-    """Two writers (the trainer and the review server) append concurrently to one store."""
-    a = Ledger.open(run_dir, url=store_url, batch_size=8)
+@pytest.mark.parametrize("process", [False, True])
+def test_two_writers_share_one_log(run_dir: Path, store_url: str | None, process: bool) -> None:
+    """Two writers (the trainer, through a writer process or not, and the review server)
+    append concurrently to one store."""
+    a = Ledger.open(run_dir, url=store_url, batch_size=8, process=process)
     b = Ledger.open(run_dir, url=store_url, batch_size=8)
 
     def work(ledger: Ledger, tag: str) -> None:

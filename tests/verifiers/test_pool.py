@@ -116,3 +116,24 @@ def test_an_unpicklable_verifier_is_scored_in_process(monkeypatch: pytest.Monkey
     outs = v.score(batch("pid", "pid"))
     assert {o.details["pid"] for o in outs} == {os.getpid()}
     assert vpool.BROKEN == []  # the pool stays on for other verifiers
+
+
+def test_samples_and_outcomes_pickle_with_every_field() -> None:
+    """Both travel pickled (to pool workers, to the ledger's writer process) through their own
+    ``__reduce__``: a field it forgot would come back as its default."""
+    import dataclasses
+    import pickle
+
+    from trustgrpo.verifiers import Outcome
+
+    values = {
+        Sample: ("p1", 3, 5, "prompt", "completion", "ref", {"op": "+"}, 7, True),
+        Outcome: (0.25, "incorrect", "numeric@abc", {"reason": "wrong"}, 1.5),
+    }
+    for cls, args in values.items():
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        assert len(fields) == len(args)
+        obj = cls(*args)  # type: ignore[operator]
+        copy = pickle.loads(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+        assert copy == obj
+        assert all(getattr(copy, f.name) != f.default for f in fields)

@@ -19,15 +19,15 @@ ledger; whoever opened it does.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from trustgrpo.callbacks import Callback, CheckpointInfo, RunInfo, StepBatch
-from trustgrpo.errors import LedgerError
-from trustgrpo.ledger.canonical import canonical_json, to_jsonable
-from trustgrpo.ledger.events import reward_body
-from trustgrpo.ledger.ledger import Ledger, PutBlob
+from trustgrpo.ledger.canonical import to_jsonable
+from trustgrpo.ledger.events import StepRewards, reward_events
+from trustgrpo.ledger.ledger import Ledger
 
 
 class LedgerCallback(Callback):
@@ -55,36 +55,15 @@ class LedgerCallback(Callback):
     def on_step_rewards(self, run: RunInfo, batch: StepBatch) -> None:
         # The writer builds and encodes the step's reward events (the step does not wait for
         # it); everything they read is copied or immutable now.
-        samples = list(batch.samples)
-        outcomes = [list(o) for o in batch.outcomes]
-        rewards = [float(r) for r in batch.rewards]
-        advantages = [float(a) for a in batch.advantages]
-        overrides = dict(batch.overrides)
-        step = batch.step
-
-        def build(put: PutBlob) -> Iterator[tuple[str, dict[str, Any]]]:
-            last_prompt: str | None = None
-            prompt_hash = ""
-            last_metadata: Mapping[str, Any] | None = None
-            metadata_hash: str | None = None
-            for i, sample in enumerate(samples):
-                if sample.prompt is not last_prompt:  # a group shares its prompt object
-                    last_prompt, prompt_hash = sample.prompt, put(sample.prompt)
-                if sample.metadata is not last_metadata:  # and, usually, its metadata
-                    last_metadata = sample.metadata
-                    metadata_hash = put(_metadata_json(last_metadata)) if last_metadata else None
-                blobs = {
-                    "prompt": prompt_hash,
-                    "completion": put(sample.completion),
-                    "reference": None if sample.reference is None else put(sample.reference),
-                    "metadata": metadata_hash,
-                }
-                body = reward_body(
-                    step, sample, outcomes[i], rewards[i], advantages[i], blobs, overrides.get(i)
-                )
-                yield "reward", body
-
-        self.ledger.append_later(build)
+        data = StepRewards(
+            step=int(batch.step),
+            samples=list(batch.samples),
+            outcomes=[list(o) for o in batch.outcomes],
+            rewards=[float(r) for r in batch.rewards],
+            advantages=[float(a) for a in batch.advantages],
+            overrides=dict(batch.overrides),
+        )
+        self.ledger.append_later(partial(reward_events, data))
 
     def on_step_end(self, run: RunInfo, batch: StepBatch) -> bool | None:
         self.ledger.append(
@@ -114,11 +93,3 @@ class LedgerCallback(Callback):
     def on_train_end(self, run: RunInfo, result: Mapping[str, Any]) -> None:
         self.ledger.append("run_finished", {"result": to_jsonable(result)})
         self.ledger.sign(wait=True)
-
-
-def _metadata_json(metadata: Mapping[str, Any]) -> bytes:
-    """A sample's extra data columns as canonical JSON (what ``audit replay`` feeds back)."""
-    try:
-        return canonical_json(dict(metadata))
-    except LedgerError:
-        return canonical_json(to_jsonable(metadata))

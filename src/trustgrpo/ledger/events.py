@@ -56,11 +56,11 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trustgrpo.errors import VerificationError
+from trustgrpo.errors import LedgerError, VerificationError
 
 KINDS: frozenset[str] = frozenset(
     {
@@ -206,6 +206,66 @@ def reward_body(
     if override is not None:
         body["override"] = dict(override)
     return body
+
+
+@dataclass(frozen=True)
+class StepRewards:
+    """One training step's results, as the trainer hands them to the ledger (copied: nothing
+    here changes afterwards). :func:`reward_events` turns them into reward events."""
+
+    step: int
+    samples: Sequence[Any]
+    """:class:`~trustgrpo.verifiers.base.Sample` per completion (a group shares its prompt
+    and metadata objects)."""
+    outcomes: Sequence[Sequence[Any]]
+    rewards: Sequence[float]
+    advantages: Sequence[float]
+    overrides: Mapping[int, Mapping[str, Any]]
+    """Sample index -> the reviewer's correction that replaced its reward."""
+
+
+def reward_events(
+    data: StepRewards, put: Callable[[str | bytes], str]
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The step's ``reward`` events; prompts, completions, references and metadata go to the
+    blob table through ``put``. A builder for :meth:`~trustgrpo.ledger.Ledger.append_later`
+    (as ``functools.partial(reward_events, data)``: it pickles, for a writer process)."""
+    last_prompt: str | None = None
+    prompt_hash = ""
+    last_metadata: Mapping[str, Any] | None = None
+    metadata_hash: str | None = None
+    outcomes, rewards, advantages, overrides = (
+        data.outcomes,
+        data.rewards,
+        data.advantages,
+        data.overrides,
+    )
+    for i, sample in enumerate(data.samples):
+        if sample.prompt is not last_prompt:  # a group shares its prompt object
+            last_prompt, prompt_hash = sample.prompt, put(sample.prompt)
+        if sample.metadata is not last_metadata:  # and, usually, its metadata
+            last_metadata = sample.metadata
+            metadata_hash = put(metadata_json(last_metadata)) if last_metadata else None
+        blobs = {
+            "prompt": prompt_hash,
+            "completion": put(sample.completion),
+            "reference": None if sample.reference is None else put(sample.reference),
+            "metadata": metadata_hash,
+        }
+        body = reward_body(
+            data.step, sample, outcomes[i], rewards[i], advantages[i], blobs, overrides.get(i)
+        )
+        yield "reward", body
+
+
+def metadata_json(metadata: Mapping[str, Any]) -> bytes:
+    """A sample's extra data columns as canonical JSON (what ``audit replay`` feeds back)."""
+    from trustgrpo.ledger.canonical import canonical_json, to_jsonable
+
+    try:
+        return canonical_json(dict(metadata))
+    except LedgerError:
+        return canonical_json(to_jsonable(metadata))
 
 
 def feedback_body(event: int, reviewer: str, verdict: str, reason: str = "") -> dict[str, Any]:

@@ -18,7 +18,10 @@ Reading (auditors need no private key)::
 queues it (``append_later`` instead queues a builder that the writer runs when it reaches it:
 how the trainer hands over a step's reward events without waiting for their encoding); a
 background thread numbers the events, hashes them into the tree and commits them in batches
-(every ``batch_size`` items, on ``flush``/``sign``, or after ``max_delay`` seconds).
+(every ``batch_size`` items, on ``flush``/``sign``, or after ``max_delay`` seconds). With
+``process=True`` (how the trainer writes) that thread hands each batch to a writer process
+(:mod:`trustgrpo.ledger.writer`) and waits for it: building, encoding, hashing and storing then
+run on another core and no longer take the caller's interpreter lock.
 The queue is bounded: a caller two batches ahead of the writer waits for it (a busy Python
 caller could otherwise starve the writer of the GIL and grow the queue without limit).
 Only ``flush()`` (and ``sign(wait=True)``) promise durability: after ``kill -9`` every event
@@ -42,15 +45,14 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from trustgrpo.errors import LedgerError, VerificationError
-from trustgrpo.ledger.canonical import canonical_json, to_jsonable
-from trustgrpo.ledger.events import BLOB_PREFIX, KINDS, envelope
-from trustgrpo.ledger.merkle import MerkleTree, leaf_hash, verify_consistency
+from trustgrpo.errors import LedgerError
+from trustgrpo.ledger.canonical import canonical_json
+from trustgrpo.ledger.events import BLOB_PREFIX
+from trustgrpo.ledger.merkle import MerkleTree, leaf_hash
 from trustgrpo.ledger.reader import LedgerReader
 from trustgrpo.ledger.sign import (
     Checkpoint,
@@ -61,10 +63,19 @@ from trustgrpo.ledger.sign import (
     load_public_key,
     now_rfc3339,
     parse_vkey,
-    sign_checkpoint,
     verify_checkpoint,
 )
 from trustgrpo.ledger.store import FORMAT, Store, open_store
+from trustgrpo.ledger.writer import (
+    Builder,
+    ProcessWriter,
+    PutBlob,
+    Writer,
+    check_extends,
+    check_kind,
+)
+
+__all__ = ["Builder", "Ledger", "PutBlob", "default_origin"]
 
 _sha256 = hashlib.sha256
 
@@ -82,11 +93,6 @@ def _clean_origin(origin: str) -> str:
     return cleaned
 
 
-PutBlob = Callable[[str | bytes], str]
-Builder = Callable[[PutBlob], Iterable[tuple[str, dict[str, Any]]]]
-"""What :meth:`Ledger.append_later` takes: ``build(put_blob) -> [(kind, body), ...]``."""
-
-
 class Ledger(LedgerReader):
     """A ledger open for writing (see the module docstring)."""
 
@@ -94,21 +100,19 @@ class Ledger(LedgerReader):
         self,
         run_dir: Path,
         store: Store,
-        wstore: Store,
+        writer: Writer | ProcessWriter,
         key: SigningKey,
-        tree: MerkleTree,
         *,
         batch_size: int,
         max_delay: float,
         background: bool,
     ) -> None:
         super().__init__(run_dir, store)
-        self._wstore = wstore
+        self._writer = writer
         self._key = key
-        self._tree = tree
         self._batch_size = batch_size
         self._max_delay = max_delay
-        self._wlock = threading.Lock()  # guards _wstore and _tree
+        self._wlock = threading.Lock()  # serialises commits
         self._lock = threading.Lock()  # guards the queue state below
         self._cv = threading.Condition(self._lock)
         self._buf: list[tuple[Any, ...]] = []
@@ -119,17 +123,24 @@ class Ledger(LedgerReader):
         self._closing = False
         self._closed = False
         self._error: BaseException | None = None
-        self._committed_size = tree.size
+        self._committed_size = writer.size
         self._last_checkpoint: Checkpoint | None = None
         self._recent_blobs: set[str] = set()  # hashes this writer queued (skip re-inserts)
-        # hashes the writer's builders stored (their own set: a hash the caller queued after a
-        # builder may land in a later commit, so the builder stores its blobs itself)
-        self._built_blobs: set[str] = set()
         self._recent_texts: dict[str, str] = {}  # recent texts -> hash (skip re-hashing)
         self._thread: threading.Thread | None = None
         if background:
-            self._thread = threading.Thread(target=self._run, name="trustgrpo-ledger", daemon=True)
+            started = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(started,), name="trustgrpo-ledger", daemon=True
+            )
             self._thread.start()
+            started.wait()
+            if self._error is not None:  # the writer process did not start
+                self._thread.join()
+                self._closed = True
+                writer.close()
+                store.close()
+                raise self._error
             atexit.register(_close_at_exit, weakref.ref(self))
 
     # ------------------------------------------------------------------ opening
@@ -145,6 +156,7 @@ class Ledger(LedgerReader):
         batch_size: int = 4096,
         max_delay: float = 0.25,
         background: bool = True,
+        process: bool = False,
     ) -> Ledger:
         """Create the ledger of ``run_dir``, or reopen it to continue the same log.
 
@@ -153,7 +165,10 @@ class Ledger(LedgerReader):
         (mode 0600) for a new ledger. The public key goes to ``run_dir/ledger.pub``.
         ``origin``: the log's name in checkpoints (default ``trustgrpo/<run>/<random>``);
         a reopened ledger keeps its origin. ``background=False`` writes in the caller's
-        thread (on ``flush``, ``sign``, or a full batch).
+        thread (on ``flush``, ``sign``, or a full batch). ``process=True`` (with
+        ``background``) commits in a child process instead of the writer thread, so that
+        building, encoding and storing events does not take the caller's interpreter lock
+        (how the trainer writes; builders must then be picklable).
         """
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -191,6 +206,12 @@ class Ledger(LedgerReader):
             _check_identity(meta, key, origin, store.location)
             _write_public_key(run_dir / "ledger.pub", key.verifier)
             tree = _load_tree(store, key.verifier)
+            writer: Writer | ProcessWriter
+            if process and background:
+                wstore.close()
+                writer = ProcessWriter(run_dir, url, key, tree, store.location)
+            else:
+                writer = Writer(wstore, key, tree)
         except BaseException:
             store.close()
             wstore.close()
@@ -198,9 +219,8 @@ class Ledger(LedgerReader):
         return cls(
             run_dir,
             store,
-            wstore,
+            writer,
             key,
-            tree,
             batch_size=batch_size,
             max_delay=max_delay,
             background=background,
@@ -221,7 +241,7 @@ class Ledger(LedgerReader):
     def append(self, kind: str, body: dict[str, Any]) -> None:
         """Queue one event. The body is encoded now (RFC 8785; :class:`LedgerError` when it
         cannot be) and written by the writer thread; it is durable once ``flush`` returns."""
-        _check_kind(kind, body)
+        check_kind(kind, body)
         item = ("e", kind, canonical_json(body), time.time_ns() // 1_000_000)
         self._enqueue(item)
 
@@ -235,7 +255,8 @@ class Ledger(LedgerReader):
         read data nobody changes afterwards, and must not fail: an exception stops the writer
         (``flush`` and ``append`` then raise it). A body that cannot be encoded as it is (a
         verifier's odd detail: NaN, a huge integer, an object) is recorded made plain by
-        :func:`~trustgrpo.ledger.canonical.to_jsonable`.
+        :func:`~trustgrpo.ledger.canonical.to_jsonable`. With a writer process, ``build``
+        crosses to it pickled: a module-level function or a ``functools.partial`` of one.
         """
         self._enqueue(("d", build, time.time_ns() // 1_000_000))
 
@@ -261,22 +282,6 @@ class Ledger(LedgerReader):
                 self._recent_texts.clear()
             self._recent_texts[text] = h
         return h
-
-    def _blob_sink(self, blobs: list[tuple[str, bytes]]) -> PutBlob:
-        """``put_blob`` for builders run by the writer: rows go into this commit's ``blobs``."""
-        stored = self._built_blobs
-        if len(stored) > 100_000:
-            stored.clear()
-
-        def put(data: str | bytes) -> str:
-            raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-            h = BLOB_PREFIX + _sha256(raw).hexdigest()
-            if h not in stored:
-                stored.add(h)
-                blobs.append((h, raw))
-            return h
-
-        return put
 
     def flush(self) -> int:
         """Write everything queued, durably; returns the tree size."""
@@ -321,7 +326,7 @@ class Ledger(LedgerReader):
                     self._closing = True
                     self._cv.notify_all()
                 self._thread.join()
-            self._wstore.close()
+            self._writer.close()
             self._store.close()
 
     def __enter__(self) -> Ledger:
@@ -358,7 +363,16 @@ class Ledger(LedgerReader):
             or (bool(self._buf) and self._flush_target > self._taken)
         )
 
-    def _run(self) -> None:
+    def _run(self, started: threading.Event) -> None:
+        # A writer process starts here: it dies with the thread that started it (Linux), and
+        # this thread lives as long as the ledger is open.
+        try:
+            self._writer.start()
+        except BaseException as e:
+            self._error = e
+            return
+        finally:
+            started.set()
         while True:
             with self._cv:
                 self._cv.wait_for(self._ready, timeout=self._max_delay)
@@ -395,77 +409,12 @@ class Ledger(LedgerReader):
             self._done += len(items)
 
     def _commit(self, items: list[tuple[Any, ...]]) -> None:
-        """Write one batch in one transaction, under the write lock. A sign request signs
-        the tree as it stands at that point of the queue (all in the same transaction)."""
+        """Write one batch in one transaction (see :meth:`Writer.commit`)."""
         with self._wlock:
-            tree = self._tree
-            base = tree.size
-            checkpoint = None
-            try:
-                with self._wstore.transaction():
-                    self._catch_up()
-                    rows = []
-                    blobs = []
-                    append = tree.append
-                    for item in items:
-                        tag = item[0]
-                        if tag == "e":
-                            idx = tree.size
-                            data = envelope(item[1], item[2], idx, item[3])
-                            lh = _sha256(b"\x00" + data).digest()
-                            append(lh)
-                            rows.append((idx, item[1], lh, data))
-                        elif tag == "b":
-                            blobs.append((item[1], item[2]))
-                        elif tag == "d":
-                            for kind, body in item[1](self._blob_sink(blobs)):
-                                _check_kind(kind, body)
-                                idx = tree.size
-                                data = envelope(kind, _encode_plain(body), idx, item[2])
-                                lh = _sha256(b"\x00" + data).digest()
-                                append(lh)
-                                rows.append((idx, kind, lh, data))
-                        else:
-                            checkpoint = self._sign_locked()
-                    if blobs:
-                        self._wstore.insert_blobs(blobs)
-                    if rows:
-                        self._wstore.insert_events(rows)
-            except BaseException:
-                tree.truncate(min(base, tree.size))
-                raise
-            self._committed_size = tree.size
+            checkpoint = self._writer.commit(items)
+            self._committed_size = self._writer.size
             if checkpoint is not None:
                 self._last_checkpoint = checkpoint
-
-    def _catch_up(self) -> None:
-        """Add events other writers committed to the in-memory tree (inside the lock)."""
-        tree = self._tree
-        n = self._wstore.size()
-        if n < tree.size:
-            raise LedgerError(
-                f"{self.location}: the store holds {n} events but this writer wrote "
-                f"{tree.size}: events were removed"
-            )
-        if n > tree.size:
-            for idx, _, _, data in self._wstore.iter_events(tree.size):
-                if idx != tree.size:
-                    raise LedgerError(f"event {tree.size}: index expected {tree.size}, found {idx}")
-                tree.append(leaf_hash(data))
-
-    def _sign_locked(self) -> Checkpoint:
-        """Sign the current tree, refusing when it is inconsistent with the last checkpoint."""
-        tree = self._tree
-        size, root = tree.size, tree.root()
-        row = self._wstore.latest_checkpoint()
-        if row is not None:
-            last = verify_checkpoint(row[2], self._key.verifier)
-            _check_extends(tree, last, self.location)
-            if last.size == size:
-                return last
-        checkpoint = sign_checkpoint(self._key, self._key.name, size, root, now_rfc3339())
-        self._wstore.insert_checkpoint(size, checkpoint.note.encode())
-        return checkpoint
 
     def _atexit(self) -> None:
         """Best effort at interpreter exit: write what is queued (not a promise; flush is)."""
@@ -479,44 +428,10 @@ class Ledger(LedgerReader):
         self.close()
 
 
-def _encode_plain(body: dict[str, Any]) -> bytes:
-    """Canonical JSON of a built body; one that cannot be encoded as it is (a verifier's odd
-    detail: NaN, a huge integer, an object) is made plain first."""
-    try:
-        return canonical_json(body)
-    except LedgerError:
-        return canonical_json(to_jsonable(body))
-
-
-def _check_kind(kind: str, body: Any) -> None:
-    if kind not in KINDS:
-        raise LedgerError(f"event kind: expected one of {sorted(KINDS)}, found {kind!r}")
-    if type(body) is not dict:
-        raise LedgerError(f"event body: expected a dict, found {type(body).__name__}")
-
-
 def _close_at_exit(ref: weakref.ref[Ledger]) -> None:
     ledger = ref()
     if ledger is not None:
         ledger._atexit()
-
-
-def _check_extends(tree: MerkleTree, last: Checkpoint, location: str) -> None:
-    """Raise unless ``tree`` extends the signed checkpoint ``last`` (RFC 9162 §2.1.4)."""
-    if last.size > tree.size:
-        raise LedgerError(
-            f"refusing to sign: the last checkpoint covers {last.size} events, the ledger at "
-            f"{location} holds {tree.size}"
-        )
-    proof = tree.consistency_proof(last.size, tree.size)
-    try:
-        verify_consistency(last.size, tree.size, proof, last.root, tree.root())
-    except VerificationError as e:
-        raise LedgerError(
-            f"refusing to sign: the ledger at {location} is not consistent with its last "
-            f"checkpoint (size {last.size}, root {last.root.hex()}); found root "
-            f"{tree.root(last.size).hex()} at that size ({e})"
-        ) from None
 
 
 def _check_identity(meta: dict[str, str], key: SigningKey, origin: str | None, where: str) -> None:
@@ -568,5 +483,5 @@ def _load_tree(store: Store, key: VerifierKey) -> MerkleTree:
         tree.append(h)
     row = store.latest_checkpoint()
     if row is not None:
-        _check_extends(tree, verify_checkpoint(row[2], key), store.location)
+        check_extends(tree, verify_checkpoint(row[2], key), store.location)
     return tree

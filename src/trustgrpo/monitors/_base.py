@@ -113,11 +113,15 @@ class Windows(Generic[T]):
             self._frozen[key] = fn(self.reference)
         return self._frozen[key]
 
-    def add(self, item: T) -> None:
+    def add(self, item: T) -> T | None:
+        """Add a step; returns the step that left the current window (None while it fills),
+        for detectors that keep running sums."""
         self.steps += 1
         if len(self.reference) < self.size:
             self.reference.append(item)
+        gone = self.current[0] if len(self.current) == self.size else None
         self.current.append(item)
+        return gone
 
     @property
     def full(self) -> bool:

@@ -8,13 +8,16 @@ but the record runs identically in both places.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import Any, overload
 
 import numpy as np
 
 from trustgrpo.monitors._alert import Ref
+from trustgrpo.monitors._stats import GroupLayout, group_layout
 from trustgrpo.verifiers.base import STATUSES
 
 #: Verifier types that check form, not correctness (component dominance's default split).
@@ -75,7 +78,7 @@ class StepData:
     """(n, k) component scores; NaN where unscored."""
     status: np.ndarray
     """(n, k) status codes (index into ``STATUSES``)."""
-    refs: list[Ref]
+    refs: Sequence[Ref]
     """Per sample, how to name its reward event in evidence."""
     completions: Sequence[str] = ()
     """Completion texts (empty offline when not needed, or redacted)."""
@@ -83,6 +86,8 @@ class StepData:
     """Per sample, its data columns."""
     batch: Any = None
     """Online only: the trainer's ``StepBatch`` (live detectors re-score its samples)."""
+    group_size: int = 0
+    """The run's group size when known (0: read from ``group``)."""
     correct: np.ndarray = field(init=False)
     """Per sample: every judging (non-shaping) component said ``correct``."""
 
@@ -105,6 +110,40 @@ class StepData:
         cuts = np.flatnonzero(np.diff(g)) + 1
         return np.split(order, cuts)
 
+    @cached_property
+    def layout(self) -> GroupLayout:
+        """The samples' places in a (groups × width) array (computed once per step, shared
+        by the detectors)."""
+        return group_layout(self.group, self.group_size)
+
+
+class CoordRefs(Sequence[Ref]):
+    """Per sample, its reward event's coordinates ``{"step", "group_id", "index"}``, made
+    when asked for: evidence needs a few, and only on a step with an alert."""
+
+    def __init__(self, step: int, group_ids: np.ndarray, indices: np.ndarray) -> None:
+        self.step = step
+        self.group_ids = group_ids
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @overload
+    def __getitem__(self, i: int) -> Ref: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Ref]: ...
+
+    def __getitem__(self, i: int | slice) -> Ref | list[Ref]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        group_id, index = int(self.group_ids[i]), int(self.indices[i])
+        return {"step": self.step, "group_id": group_id, "index": index}
+
+    def __iter__(self) -> Iterator[Ref]:
+        return (self[k] for k in range(len(self)))
+
 
 def step_from_batch(batch: Any, components: tuple[ComponentInfo, ...]) -> StepData:
     """A :class:`StepData` from the trainer's :class:`~trustgrpo.callbacks.StepBatch`.
@@ -114,27 +153,38 @@ def step_from_batch(batch: Any, components: tuple[ComponentInfo, ...]) -> StepDa
     """
     samples = batch.samples
     n, k = len(samples), len(components)
-    scores = np.full((n, k), np.nan)
-    status = np.zeros((n, k), dtype=np.int8)
+    outcomes = batch.outcomes
     code = STATUS_CODE
-    for i, row in enumerate(batch.outcomes):
-        for j, o in enumerate(row):
-            status[i, j] = code[o.status]
-            if o.score is not None:
-                scores[i, j] = o.score
+    if all(len(row) == k for row in outcomes):
+        flat = [o for row in outcomes for o in row]
+        status = np.array([code[o.status] for o in flat], dtype=np.int8).reshape(n, k)
+        scores = np.array(
+            [math.nan if o.score is None else o.score for o in flat], dtype=np.float64
+        ).reshape(n, k)
+    else:  # a reward that returned fewer outcomes than components (never the trainer's)
+        scores = np.full((n, k), np.nan)
+        status = np.zeros((n, k), dtype=np.int8)
+        for i, row in enumerate(outcomes):
+            for j, o in enumerate(row[:k]):
+                status[i, j] = code[o.status]
+                if o.score is not None:
+                    scores[i, j] = o.score
     step = int(batch.step)
+    group = np.fromiter((s.group_id for s in samples), dtype=np.int64, count=n)
+    index = np.fromiter((s.index for s in samples), dtype=np.int64, count=n)
     return StepData(
         step=step,
         components=components,
-        group=np.fromiter((s.group_id for s in samples), dtype=np.int64, count=n),
+        group=group,
         lengths=np.fromiter((s.num_tokens for s in samples), dtype=np.float64, count=n),
         rewards=np.asarray(batch.rewards, dtype=np.float64),
         scores=scores,
         status=status,
-        refs=[{"step": step, "group_id": s.group_id, "index": s.index} for s in samples],
+        refs=CoordRefs(step, group, index),
         completions=[s.completion for s in samples],
         metadata=[s.metadata for s in samples],
         batch=batch,
+        group_size=int(getattr(batch, "group_size", 0) or 0),
     )
 
 

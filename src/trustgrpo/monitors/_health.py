@@ -6,6 +6,7 @@ All three read nothing but the record (they run offline too).
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from collections.abc import Mapping
 
@@ -14,7 +15,7 @@ import numpy as np
 from trustgrpo.monitors._alert import Finding, Ref
 from trustgrpo.monitors._base import Context, Detector, Windows
 from trustgrpo.monitors._data import ABSTAIN, ERROR, TIMEOUT, StepData
-from trustgrpo.monitors._stats import fisher_greater, group_layout, holm, repeat_rate, welch_greater
+from trustgrpo.monitors._stats import fisher_greater, holm, repeat_rate, welch_greater
 
 MIN_HEALTH_SAMPLES = 100
 """Outcomes a component needs before its failure rate is judged (one demo step has 128)."""
@@ -37,6 +38,8 @@ class VerifierHealth(Detector):
     def __init__(self, cfg: object, ctx: Context) -> None:
         super().__init__(cfg, ctx)
         self.w: Windows[np.ndarray] = Windows(self.cfg.window)
+        self.cur = np.zeros((3, len(ctx.components)), dtype=np.int64)
+        """Σ over the current window of (failures, abstains, samples) per component."""
 
     def on_rewards(self, data: StepData) -> list[Finding]:
         if not len(data):
@@ -44,8 +47,12 @@ class VerifierHealth(Detector):
         st = data.status
         fail = ((st == ERROR) | (st == TIMEOUT)).sum(axis=0)
         abstain = (st == ABSTAIN).sum(axis=0)
-        self.w.add(np.stack([fail, abstain, np.full_like(fail, len(data))]))
-        cur = np.sum(list(self.w.current), axis=0)
+        new = np.stack([fail, abstain, np.full_like(fail, len(data))])
+        gone = self.w.add(new)
+        self.cur += new
+        if gone is not None:
+            self.cur -= gone
+        cur = self.cur
         ref = self.w.on_reference("sum", lambda r: np.sum(r, axis=0))
         c = self.cfg
         found = []
@@ -117,6 +124,8 @@ class GroupBias(Detector):
         """Per step: (categories, measures, [count, Σ, Σ²]) over groups."""
         self.codes: dict[str, int] = {}
         self.last: tuple[np.ndarray, np.ndarray] = (np.zeros(0, int), np.zeros(0, int))
+        self.cur = np.zeros((0, 2, 3))
+        """Σ of the current window (categories seen so far, measures, [count, Σ, Σ²])."""
 
     @classmethod
     def active(cls, cfg: object, ctx: Context) -> bool:
@@ -125,13 +134,13 @@ class GroupBias(Detector):
     def on_rewards(self, data: StepData) -> list[Finding]:
         if not len(data):
             return []
-        row, _, _ = group_layout(data.group)
-        ng = int(row.max()) + 1
-        first = np.full(ng, -1, dtype=np.int64)
-        first[row[::-1]] = np.arange(len(row))[::-1]
+        lay = data.layout
+        row, first, ng = lay.row, lay.first, lay.groups
         col = self.cfg.column
+        meta = data.metadata
+        code = self._code
         cats = np.array(
-            [self._code(data.metadata[int(i)].get(col) if data.metadata else None) for i in first]
+            [code(meta[i].get(col) if meta else None) for i in first.tolist()], dtype=np.int64
         )
         ok = ~np.isnan(data.rewards)
         counts = np.bincount(row[ok], minlength=ng).astype(float)
@@ -146,7 +155,8 @@ class GroupBias(Detector):
             stats_[:, m, 0] = np.bincount(c, minlength=nc)
             stats_[:, m, 1] = np.bincount(c, weights=v, minlength=nc)
             stats_[:, m, 2] = np.bincount(c, weights=v * v, minlength=nc)
-        self.w.add(stats_)
+        gone = self.w.add(stats_)
+        self.cur = self._sum([self.cur, stats_] if gone is None else [self.cur, stats_, -gone])
         self.last = (first, cats)
         if not self.w.disjoint or len(self.codes) < 2:
             return []
@@ -165,7 +175,7 @@ class GroupBias(Detector):
     def _test(self, data: StepData) -> list[Finding]:
         c = self.cfg
         ref = self._sum([self.w.on_reference("sum", self._sum)])
-        cur = self._sum(list(self.w.current))
+        cur = self.cur
         names = {v: k for k, v in self.codes.items()}
         tests: list[tuple[str, int, float, float, float, float]] = []
         for code in range(len(self.codes)):
@@ -243,7 +253,6 @@ class TrainingHealth(Detector):
         self.success: deque[float] = deque(maxlen=size)
         self.kl: deque[float] = deque(maxlen=size)
         self.repeat: Windows[float] = Windows(size)
-        self.last_refs: list[Ref] = []
 
     def on_rewards(self, data: StepData) -> list[Finding]:
         ok = ~np.isnan(data.rewards)
@@ -257,16 +266,15 @@ class TrainingHealth(Detector):
         measured = [(i, r) for i, r in rates if r is not None]
         if not measured:
             return []
-        self.repeat.add(float(np.mean([r for _, r in measured])))
-        measured.sort(key=lambda x: -x[1])
-        self.last_refs = [data.refs[i] for i, _ in measured]
+        self.repeat.add(math.fsum(r for _, r in measured) / len(measured))
         c = self.cfg
         if not self.repeat.full:
             return []
-        now = float(np.mean(self.repeat.current))
-        before = float(np.mean(self.repeat.reference))
+        now = statistics.fmean(self.repeat.current)
+        before = self.repeat.on_reference("mean", statistics.fmean)
         if now < c.max_repeat or now - before < c.repeat_rise:
             return []
+        measured.sort(key=lambda x: -x[1])
         return [
             Finding(
                 "repetition",
@@ -274,7 +282,7 @@ class TrainingHealth(Detector):
                 c.max_repeat,
                 f"completions repeat themselves: {now:.0%} of their {c.ngram}-grams are "
                 f"repeats over the last {c.window} steps (first steps: {before:.0%})",
-                self.evidence(self.last_refs),
+                self.evidence(data.refs[i] for i, _ in measured),
                 {"reference": before},
             )
         ]
@@ -286,9 +294,9 @@ class TrainingHealth(Detector):
         if ent is not None:
             self.entropy.add(ent)
             if self.entropy.disjoint:
-                ref = float(np.median(self.entropy.reference))
-                now = float(np.median(self.entropy.current))
-                succ = float(np.mean(self.success)) if self.success else 0.0
+                ref = self.entropy.on_reference("median", statistics.median)
+                now = statistics.median(self.entropy.current)
+                succ = statistics.fmean(self.success) if self.success else 0.0
                 ratio = now / ref if ref > 0 else math.inf
                 if ratio < c.entropy_floor and succ < c.solved:
                     found.append(
@@ -306,7 +314,7 @@ class TrainingHealth(Detector):
         kl = _finite(metrics.get("kl"))
         if kl is not None and kl > 0:
             if len(self.kl) == self.kl.maxlen:
-                med = float(np.median(self.kl))
+                med = statistics.median(self.kl)
                 ratio = kl / med if med > 0 else math.inf
                 if kl > c.kl_min and ratio > c.kl_spike:
                     found.append(

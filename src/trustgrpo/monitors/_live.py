@@ -6,6 +6,7 @@ ledger; ``trustgrpo monitor`` shows the alerts they recorded.
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -323,10 +324,11 @@ class Nondeterminism(Detector):
 
     def _rescore(self, data: StepData, batch: Any) -> list[Finding]:
         live: Live = self.ctx.live  # type: ignore[assignment]
-        rng = np.random.default_rng([self.ctx.seed, data.step, 0xD1CE])
-        idx = np.sort(rng.choice(len(data), size=min(self.cfg.sample, len(data)), replace=False))
-        samples = [batch.samples[int(i)] for i in idx]
-        outcomes = [batch.outcomes[int(i)] for i in idx]
+        # the same samples for a step whether or not the run was resumed before it
+        rng = random.Random(f"{self.ctx.seed}:{data.step}:nondeterminism")
+        idx = sorted(rng.sample(range(len(data)), min(self.cfg.sample, len(data))))
+        samples = [batch.samples[i] for i in idx]
+        outcomes = [batch.outcomes[i] for i in idx]
         mismatches = live.reward.rescore(samples, outcomes)
         if self.cfg.ignore_timeouts:
             mismatches = [
@@ -347,7 +349,7 @@ class Nondeterminism(Detector):
                     f"verifier {verifier} is nondeterministic: {len(ms)} of {len(idx)} re-scored "
                     f"samples changed (e.g. {first.before.status} {first.before.score} -> "
                     f"{first.after.status} {first.after.score})",
-                    self.evidence(data.refs[int(idx[m.sample])] for m in ms),
+                    self.evidence(data.refs[idx[m.sample]] for m in ms),
                     {
                         "mismatches": len(ms),
                         "rescored": len(idx),

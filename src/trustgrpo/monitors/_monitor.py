@@ -85,6 +85,8 @@ class Monitor:
         self.last_fired[key] = max(self.last_fired.get(key, alert.step), alert.step)
 
     def _alerts(self, d: Detector, step: int, found: Sequence[Finding]) -> list[Alert]:
+        if not found:
+            return []
         severity = cap(d.cfg.action, self.cfg.max_action)
         out = []
         for f in found:

@@ -36,11 +36,9 @@ class _LengthStep:
 
 
 def _moments(lengths: np.ndarray, correct: np.ndarray) -> np.ndarray:
-    out = np.empty((2, 3))
-    for k, mask in enumerate((correct, ~correct)):
-        x = lengths[mask]
-        out[k] = (len(x), x.sum(), (x * x).sum())
-    return out
+    c = correct.astype(np.float64)
+    powers = np.stack([np.ones_like(lengths), lengths, lengths * lengths])
+    return (powers @ np.stack([c, 1.0 - c], axis=1)).T
 
 
 class LengthBias(Detector):
@@ -66,19 +64,31 @@ class LengthBias(Detector):
     def __init__(self, cfg: object, ctx: Context) -> None:
         super().__init__(cfg, ctx)
         self.w: Windows[_LengthStep] = Windows(self.cfg.window)
+        self.sums = np.zeros(4)
+        """Σ sxy, Σ sxx, Σ syy, Σ n over the current window."""
+        self.moments = np.zeros((2, 3))
+        """Σ of the current window's per-class length moments."""
 
     def on_rewards(self, data: StepData) -> list[Finding]:
         ok = ~np.isnan(data.rewards)
-        sums = within_group_rank_sums(data.lengths, data.rewards, data.group)
+        sums = within_group_rank_sums(data.lengths, data.rewards, data.group, data.layout)
         lengths = data.lengths[ok]
         moments = _moments(lengths, data.correct[ok])
-        self.w.add(_LengthStep(*sums, lengths, data.rewards[ok], moments))
+        new = _LengthStep(*sums, lengths, data.rewards[ok], moments)
+        gone = self.w.add(new)
+        # running sums over the current window (exact: ranks are halves, lengths integers)
+        self.sums += np.array([new.sxy, new.sxx, new.syy, new.n])
+        self.moments += moments
+        if gone is not None:
+            self.sums -= np.array([gone.sxy, gone.sxx, gone.syy, gone.n])
+            self.moments -= gone.moments
         if not self.w.disjoint:
             return []
         found = []
-        ref, cur = self.w.reference, list(self.w.current)
-        n = sum(s.n for s in cur)
-        rho = pooled_rho(sum(s.sxy for s in cur), sum(s.sxx for s in cur), sum(s.syy for s in cur))
+        ref, cur = self.w.reference, self.w.current
+        sxy, sxx, syy, count = self.sums.tolist()
+        rho = pooled_rho(sxy, sxx, syy)
+        n = int(count)
         c = self.cfg
         if n >= c.min_samples and rho >= c.threshold:
             gain, share = length_share(
@@ -101,15 +111,17 @@ class LengthBias(Detector):
                         {"samples": n, "gain": gain, "length_share": share},
                     )
                 )
-        div = self._divergence(ref, cur)
+        div = self._divergence()
         if div is not None:
             found.append(div)
         return found
 
-    def _divergence(self, ref: list[_LengthStep], cur: list[_LengthStep]) -> Finding | None:
+    def _divergence(self) -> Finding | None:
         c = self.cfg
-        a = self.w.on_reference("gap", lambda r: _gap(r, c.min_per_class))
-        b = _gap(cur, c.min_per_class)
+        a = self.w.on_reference(
+            "gap", lambda r: _gap(np.sum([s.moments for s in r], axis=0), c.min_per_class)
+        )
+        b = _gap(self.moments, c.min_per_class)
         if a is None or b is None:
             return None
         growth, var = b[0] - a[0], a[1] + b[1]
@@ -135,9 +147,9 @@ class LengthBias(Detector):
         return self.evidence(data.refs[int(i)] for i in order)
 
 
-def _gap(steps: list[_LengthStep], min_per_class: int) -> tuple[float, float] | None:
-    """(gap, variance): (mean length incorrect − mean length correct) / mean length."""
-    m = np.sum([s.moments for s in steps], axis=0)
+def _gap(m: np.ndarray, min_per_class: int) -> tuple[float, float] | None:
+    """(gap, variance): (mean length incorrect − mean length correct) / mean length, from
+    the summed per-class moments ``m``."""
     (n_good, s_good, q_good), (n_bad, s_bad, q_bad) = m
     if n_good < min_per_class or n_bad < min_per_class:
         return None
@@ -270,8 +282,8 @@ class Saturation(Detector):
     def on_rewards(self, data: StepData) -> list[Finding]:
         if not len(data):
             return []
-        flat, first = zero_variance(data.rewards, data.group)
-        solved = np.array([bool(data.correct[i]) for i in first]) & flat
+        flat, first = zero_variance(data.rewards, data.group, data.layout)
+        solved = data.correct[first] & flat
         self.w.add((len(flat), int(flat.sum()), int(solved.sum())))
         if not self.w.full:
             return []

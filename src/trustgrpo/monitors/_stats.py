@@ -8,35 +8,90 @@ scipy call.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
 
 
-def group_layout(group: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(row, col, width)``: each sample's group row and position in it, for padding the
-    samples of a step into a (groups × width) array."""
+@dataclass(frozen=True)
+class GroupLayout:
+    """Where each sample of a step sits in a (groups × width) array: group rows in order of
+    group id, positions in order of appearance. ``regular``: the samples are stored group
+    after group, every group ``width`` long (how the trainer lays a step out), so padding is
+    a reshape."""
+
+    row: np.ndarray
+    """Per sample, its group's row."""
+    col: np.ndarray
+    """Per sample, its position in the group."""
+    width: int
+    """Size of the largest group."""
+    first: np.ndarray
+    """Per group row, the index of its first sample."""
+    regular: bool
+
+    @property
+    def groups(self) -> int:
+        """Number of groups."""
+        return len(self.first)
+
+    def pad(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (one per sample) laid out as (groups × width), NaN where a group is
+        shorter. A view of ``values`` when the layout is regular: do not write to it."""
+        if self.regular:
+            return np.asarray(values, dtype=np.float64).reshape(self.groups, self.width)
+        out = np.full((self.groups, self.width), np.nan)
+        out[self.row, self.col] = values
+        return out
+
+
+@functools.lru_cache(maxsize=16)
+def regular_layout(n: int, width: int) -> tuple[np.ndarray, GroupLayout]:
+    """Group ids of ``n`` samples stored group after group, ``width`` each, and their layout
+    (read-only; cached, as every step of a run has the same)."""
+    pos = np.arange(n)
+    ids = pos // width
+    lay = GroupLayout(ids, pos % width, width, pos[::width].copy(), True)
+    for a in (ids, lay.col, lay.first):
+        a.flags.writeable = False
+    return ids, lay
+
+
+def group_layout(group: np.ndarray, width: int = 0) -> GroupLayout:
+    """The :class:`GroupLayout` of a step's group ids; ``width``: the run's group size, when
+    known (a step laid out as the trainer lays it out then costs one comparison)."""
+    n = len(group)
+    if not n:
+        empty = np.zeros(0, dtype=np.int64)
+        return GroupLayout(empty, empty, 0, empty, True)
+    if width and n % width == 0:
+        ids, lay = regular_layout(n, width)
+        if np.array_equal(group, ids):
+            return lay
+    d = np.diff(group)
+    if (d >= 0).all():  # groups stored one after the other: equal sizes?
+        cuts = np.flatnonzero(d) + 1
+        w = int(cuts[0]) if len(cuts) else n
+        if n % w == 0 and len(cuts) == n // w - 1 and not (cuts % w).any():
+            pos = np.arange(n)
+            return GroupLayout(pos // w, pos % w, w, pos[::w], True)
     order = np.argsort(group, kind="stable")
     _, inverse, counts = np.unique(group[order], return_inverse=True, return_counts=True)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    row = np.empty(len(group), dtype=np.int64)
-    col = np.empty(len(group), dtype=np.int64)
+    row = np.empty(n, dtype=np.int64)
+    col = np.empty(n, dtype=np.int64)
     row[order] = inverse
-    col[order] = np.arange(len(group)) - starts[inverse]
-    return row, col, int(counts.max()) if len(counts) else 0
-
-
-def padded(values: np.ndarray, row: np.ndarray, col: np.ndarray, width: int) -> np.ndarray:
-    """``values`` laid out as (groups × width), NaN where a group is shorter."""
-    out = np.full((int(row.max()) + 1 if len(row) else 0, width), np.nan)
-    out[row, col] = values
-    return out
+    col[order] = np.arange(n) - starts[inverse]
+    return GroupLayout(row, col, int(counts.max()), order[starts], False)
 
 
 def centered_ranks(x: np.ndarray) -> np.ndarray:
-    """Average ranks within each row of a (groups × width) array, minus the row's mean rank.
+    """Average ranks along the last axis, minus the mean rank (rows of groups × width, or
+    several such arrays stacked).
 
     NaN entries are left out (their result is 0). Ties get the average rank, as in
     ``scipy.stats.rankdata``. O(width²) per row, meant for group sizes up to about 64.
@@ -44,37 +99,45 @@ def centered_ranks(x: np.ndarray) -> np.ndarray:
     >>> centered_ranks(np.array([[3.0, 1.0, 2.0, np.nan]])).tolist()
     [[1.0, -1.0, 0.0, 0.0]]
     """
+    below = x[..., None, :] < x[..., :, None]
+    same = x[..., None, :] == x[..., :, None]
     valid = ~np.isnan(x)
-    a = np.where(valid, x, 0.0)
-    vj = valid[:, None, :]
-    less = ((a[:, None, :] < a[:, :, None]) & vj).sum(axis=2)
-    equal = ((a[:, None, :] == a[:, :, None]) & vj).sum(axis=2)
-    ranks = less + (equal + 1) / 2.0
-    n = valid.sum(axis=1, keepdims=True)
-    return np.where(valid, ranks - (n + 1) / 2.0, 0.0)
+    if valid.all():  # rank − (n + 1) / 2 with rank = less + (equal + 1) / 2
+        return below.sum(axis=-1) + (same.sum(axis=-1) - x.shape[-1]) / 2.0
+    n = valid.sum(axis=-1, keepdims=True)  # NaN is neither less than nor equal to anything
+    ranks = below.sum(axis=-1) + (same.sum(axis=-1) - n) / 2.0
+    return np.where(valid, ranks, 0.0)
 
 
 def within_group_rank_sums(
-    x: np.ndarray, y: np.ndarray, group: np.ndarray
+    x: np.ndarray, y: np.ndarray, group: np.ndarray, layout: GroupLayout | None = None
 ) -> tuple[float, float, float, int]:
     """``(Σ x̃ỹ, Σ x̃², Σ ỹ², n)`` of within-group centred ranks, over the groups in which
     both ``x`` and ``y`` vary (NaN in either leaves the sample out).
 
     Summed over steps, ``Σx̃ỹ / sqrt(Σx̃² Σỹ²)`` is a Spearman correlation stratified by
     group: it compares completions of the same prompt only, so prompt difficulty (which moves
-    both length and reward) cannot create it.
+    both length and reward) cannot create it. ``layout``: ``group_layout(group)``, when the
+    caller has it already.
     """
     if not len(x):
         return 0.0, 0.0, 0.0, 0
-    row, col, width = group_layout(group)
-    bad = np.isnan(x) | np.isnan(y)
-    xp = padded(np.where(bad, np.nan, x), row, col, width)
-    yp = padded(np.where(bad, np.nan, y), row, col, width)
-    rx, ry = centered_ranks(xp), centered_ranks(yp)
-    keep = (np.abs(rx).sum(axis=1) > 0) & (np.abs(ry).sum(axis=1) > 0)
-    rx, ry = rx[keep], ry[keep]
-    n = int((~np.isnan(xp[keep]) & ~np.isnan(yp[keep])).sum())
-    return float((rx * ry).sum()), float((rx * rx).sum()), float((ry * ry).sum()), n
+    lay = layout if layout is not None else group_layout(group)
+    bad = np.isnan(x + y)
+    if bad.any():
+        x, y = np.where(bad, np.nan, x), np.where(bad, np.nan, y)
+    if lay.regular:
+        both = np.stack([x, y]).astype(np.float64, copy=False).reshape(2, lay.groups, lay.width)
+    else:
+        both = np.stack([lay.pad(x), lay.pad(y)])
+    r = centered_ranks(both)
+    keep = r.any(axis=2).all(axis=0)  # groups in which both vary
+    if not keep.any():
+        return 0.0, 0.0, 0.0, 0
+    kept = r[:, keep].reshape(2, -1)
+    (sxx, sxy), (_, syy) = (kept @ kept.T).tolist()
+    n = int((~np.isnan(both[0, keep])).sum())
+    return sxy, sxx, syy, n
 
 
 def pooled_rho(sxy: float, sxx: float, syy: float) -> float:
@@ -175,14 +238,18 @@ def repeat_rate(text: str, n: int) -> float | None:
     return 1.0 - len(set(grams)) / len(grams)
 
 
-def zero_variance(rewards: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def zero_variance(
+    rewards: np.ndarray, group: np.ndarray, layout: GroupLayout | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per group: ``(no variance, row of the group's first sample)``; a group with fewer than
     two scored samples has no variance (as in :func:`trustgrpo.advantage.zero_variance_groups`)."""
-    row, col, width = group_layout(group)
-    g = padded(rewards, row, col, width)
+    lay = layout if layout is not None else group_layout(group)
+    g = lay.pad(rewards)
     valid = ~np.isnan(g)
-    hi = np.where(valid, g, -np.inf).max(axis=1)
-    lo = np.where(valid, g, np.inf).min(axis=1)
-    first = np.full(g.shape[0], -1, dtype=np.int64)
-    first[row[::-1]] = np.arange(len(row))[::-1]
-    return (valid.sum(axis=1) < 2) | (hi == lo), first
+    if valid.all():
+        flat = g.max(axis=1) == g.min(axis=1)
+    else:
+        hi = np.where(valid, g, -np.inf).max(axis=1)
+        lo = np.where(valid, g, np.inf).min(axis=1)
+        flat = (valid.sum(axis=1) < 2) | (hi == lo)
+    return flat, lay.first

@@ -50,6 +50,11 @@ class LMBackend:
                 self.eval_prompts = load_prompts(cfg.data.eval, cfg.data, self.tokenizer)
         self.initial_digest = state_digest(self.model)
         self.max_length = cfg.generation.max_new_tokens
+        self._greedy: dict[str, tuple[str, int, bool]] = {}
+        """Greedy completions by prompt text, for the weights of ``_greedy_version``."""
+        self._greedy_version: tuple[tuple[int, int], ...] = ()
+        """The parameters (and their in-place version counters) when ``_greedy`` was filled:
+        an optimiser step or a loaded checkpoint changes it."""
 
     # ------------------------------------------------------------------ rollout
 
@@ -127,23 +132,44 @@ class LMBackend:
     # ------------------------------------------------------------------ evaluation
 
     def complete(self, prompts: Sequence[Prompt], batch_size: int = 128) -> list[Sample]:
+        """Greedy completions of ``prompts`` (sample ``i`` in group ``i``). Completions are
+        kept until the weights change: the held-out monitor and the periodic evaluation
+        decode the same prompts with the same weights once."""
         from trustgrpo.evaluation import complete
 
-        return complete(self.model, self.tokenizer, prompts, self.config, batch_size=batch_size)
+        version = tuple((id(p), p._version) for p in self.model.parameters())
+        if version != self._greedy_version:
+            self._greedy_version, self._greedy = version, {}
+        known = self._greedy
+        todo = list({p.text: p for p in prompts if p.text not in known}.values())
+        if todo:
+            for s in complete(self.model, self.tokenizer, todo, self.config, batch_size=batch_size):
+                known[s.prompt] = (s.completion, s.num_tokens, s.truncated)
+        out = []
+        for i, p in enumerate(prompts):
+            text, tokens, truncated = known[p.text]
+            out.append(
+                Sample(
+                    p.id,
+                    i,
+                    0,
+                    p.text,
+                    text,
+                    p.reference,
+                    p.metadata,
+                    num_tokens=tokens,
+                    truncated=truncated,
+                )
+            )
+        return out
 
     def evaluate(
         self, prompts: Sequence[Prompt] | None = None, batch_size: int = 128
     ) -> dict[str, float]:
-        from trustgrpo.evaluation import evaluate
+        from trustgrpo.evaluation import score_completions
 
-        return evaluate(
-            self.model,
-            self.tokenizer,
-            self.reward,
-            prompts or self.eval_prompts,
-            self.config,
-            batch_size=batch_size,
-        )
+        chosen = prompts or self.eval_prompts
+        return score_completions(self.reward, self.complete(chosen, batch_size=batch_size))
 
     def self_test(self, n: int) -> None:
         """Gold answers of ``n`` random training prompts must be correct, canaries not."""

@@ -46,6 +46,24 @@ class Sample:
     truncated: bool = False
     """True when generation stopped at ``max_new_tokens`` without an end-of-sequence token."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # pickled as a tuple of its fields: half the time and size of the default (the
+        # ledger's writer process receives every sample of every step)
+        return (
+            Sample,
+            (
+                self.prompt_id,
+                self.group_id,
+                self.index,
+                self.prompt,
+                self.completion,
+                self.reference,
+                self.metadata,
+                self.num_tokens,
+                self.truncated,
+            ),
+        )
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -61,6 +79,9 @@ class Outcome:
     """Extracted answer, reasons, per-test results, exception text."""
     duration_ms: float = 0.0
     """Wall time spent on this sample."""
+
+    def __reduce__(self) -> tuple[Any, ...]:  # as Sample's
+        return (Outcome, (self.score, self.status, self.verifier, self.details, self.duration_ms))
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
