@@ -428,3 +428,33 @@ def test_roots_match_pymerkle(leaves: list[bytes]) -> None:
         assert t.leaf(n - 1) == ref.get_leaf(n)  # pymerkle counts leaves from 1
         assert t.root(n) == ref.get_root(n)
     assert hashlib.sha256(b"").digest() == EMPTY_ROOT
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(0, 200),
+    chunks=st.lists(st.integers(0, 40), min_size=1, max_size=30),
+)
+def test_extend_builds_the_tree_append_builds(n: int, chunks: list[int]) -> None:
+    """``extend`` (how verify and reopening build the tree) hashes the levels in bulk; mixed
+    with ``append`` in any chunking it must give the same tree, roots and proofs."""
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n)]
+    one_by_one = MerkleTree()
+    for lh in leaves:
+        one_by_one.append(lh)
+    mixed = MerkleTree()
+    i = k = 0
+    while i < n:
+        size = chunks[k % len(chunks)]
+        if size == 0:
+            mixed.append(leaves[i])
+            i += 1
+        else:
+            mixed.extend(leaves[i : i + size])
+            i += size
+        k += 1
+    assert mixed.size == n and mixed._levels == one_by_one._levels
+    for size in range(n + 1):
+        assert mixed.root(size) == one_by_one.root(size)
+    with pytest.raises(ValueError, match="expected 32 bytes"):
+        mixed.extend([b"short"])

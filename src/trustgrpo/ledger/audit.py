@@ -199,13 +199,13 @@ def _verify_events(
     keeps verification fast; ``deep`` also parses each leaf and checks that it is canonical
     JSON (RFC 8785), which catches a faulty writer rather than tampering.
     """
-    tree = MerkleTree()
-    append = tree.append
+    leaves: list[bytes] = []
+    append = leaves.append
     refs: dict[bytes, int] = {}
     tail_search = _TAIL.search
     find_refs = _BLOB_REF.findall
     for idx, kind, lh, data in reader.store.iter_events():
-        i = tree.size
+        i = len(leaves)
         if type(data) is not bytes:  # SQLite is dynamically typed: a TEXT value is possible
             data = data.encode() if isinstance(data, str) else bytes(data)
         h = _sha256(b"\x00" + data).digest()
@@ -234,7 +234,7 @@ def _verify_events(
             if ref not in refs:
                 refs[ref] = i
         append(h)
-    return tree, {r.decode(): i for r, i in refs.items()}
+    return MerkleTree(leaves), {r.decode(): i for r, i in refs.items()}
 
 
 def _check_envelope(

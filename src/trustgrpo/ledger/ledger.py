@@ -467,12 +467,12 @@ def _write_public_key(path: Path, key: VerifierKey) -> None:
 
 def _load_tree(store: Store, key: VerifierKey) -> MerkleTree:
     """Rebuild the tree from the stored leaves and check it against the latest checkpoint."""
-    tree = MerkleTree()
+    leaves: list[bytes] = []
     for idx, _, lh, data in store.iter_events():
-        if idx != tree.size:
+        if idx != len(leaves):
             raise LedgerError(
-                f"{store.location}: event {tree.size}: index expected {tree.size}, found {idx}; "
-                "run `trustgrpo audit verify`"
+                f"{store.location}: event {len(leaves)}: index expected {len(leaves)}, found "
+                f"{idx}; run `trustgrpo audit verify`"
             )
         h = leaf_hash(data)
         if h != lh:
@@ -480,7 +480,8 @@ def _load_tree(store: Store, key: VerifierKey) -> MerkleTree:
                 f"{store.location}: event {idx}: leaf hash expected {bytes(lh).hex()}, found "
                 f"{h.hex()}; run `trustgrpo audit verify`"
             )
-        tree.append(h)
+        leaves.append(h)
+    tree = MerkleTree(leaves)
     row = store.latest_checkpoint()
     if row is not None:
         check_extends(tree, verify_checkpoint(row[2], key), store.location)

@@ -90,10 +90,26 @@ class MerkleTree:
             k += 1
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
-        """Append many leaf hashes."""
-        append = self.append
+        """Append many leaf hashes: the same tree as ``append`` one by one, with the levels
+        above hashed once, level by level (how ``audit verify`` and reopening build it)."""
+        levels = self._levels
+        level = levels[0]
         for lh in leaf_hashes:
-            append(lh)
+            if len(lh) != HASH_SIZE:
+                raise ValueError(f"leaf hash: expected {HASH_SIZE} bytes, got {len(lh)}")
+            level += lh
+        sha = _sha256
+        k = 0
+        while len(levels[k]) >= 2 * HASH_SIZE:  # new complete pairs hash into the level above
+            if k + 1 == len(levels):
+                levels.append(bytearray())
+            above = levels[k + 1]
+            below = bytes(levels[k][2 * len(above) :])  # not yet hashed into ``above``
+            above += b"".join(
+                sha(b"\x01" + below[i : i + 2 * HASH_SIZE]).digest()
+                for i in range(0, len(below) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE)
+            )
+            k += 1
 
     def truncate(self, size: int) -> None:
         """Forget every leaf from ``size`` on (used to roll back a failed append)."""
