@@ -50,7 +50,7 @@ class Sample:
         # pickled as a tuple of its fields: half the time and size of the default (the
         # ledger's writer process receives every sample of every step)
         return (
-            Sample,
+            type(self),
             (
                 self.prompt_id,
                 self.group_id,
@@ -81,7 +81,10 @@ class Outcome:
     """Wall time spent on this sample."""
 
     def __reduce__(self) -> tuple[Any, ...]:  # as Sample's
-        return (Outcome, (self.score, self.status, self.verifier, self.details, self.duration_ms))
+        return (
+            type(self),
+            (self.score, self.status, self.verifier, self.details, self.duration_ms),
+        )
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
