@@ -15,7 +15,11 @@ training step). Rows:
 
 * **plain SQLite**: the same rows (``json.dumps`` of the body, the same blobs with their
   SHA-256) inserted into plain tables with ``executemany`` in batches of the same size, WAL,
-  ``synchronous=FULL``: the ceiling for this machine and these rows.
+  ``synchronous=FULL``, all in one thread: what a plain logger of these rows costs (the
+  baseline of the ratios).
+* **ledger schema, pre-encoded rows**: the ledger's own store and schema, filled with the
+  events already encoded, hashed and deduplicated before the clock starts: SQLite's share of
+  an append (what is left is Python work per event).
 * **ledger append**: ``put_blob`` + ``append`` — RFC 8785 canonical JSON, SHA-256 leaf and
   tree hashing, batched commits with ``synchronous=FULL`` — then ``flush`` and ``sign``; with
   the writer thread (``Ledger.open``'s default), the writer process (the trainer's default:
@@ -60,6 +64,7 @@ from typing import Any
 
 from trustgrpo.ledger import Ledger
 from trustgrpo.ledger.audit import verify
+from trustgrpo.ledger.store import SQLiteStore
 
 _VOCABULARY = (
     "the of and to in is that for it as with was on be by this are from or an which at not "
@@ -189,6 +194,37 @@ def bench_plain_sqlite(path: Path, events: list[Event]) -> Rate:
     return rate
 
 
+def bench_sqlite_only(path: Path, events: list[Event]) -> Rate:
+    """The ledger's own schema filled with rows encoded and hashed *before* the clock starts:
+    what SQLite alone takes to store these events."""
+    rows: list[tuple[int, str, bytes, bytes]] = []
+    blobs: list[tuple[str, bytes]] = []
+    cuts: list[int] = []  # blobs[cuts[k]:cuts[k+1]] go with the k-th batch of rows
+    seen: set[str] = set()
+    for i, (prompt, completion, reference, body) in enumerate(events):
+        if i % BATCH == 0:
+            cuts.append(len(blobs))
+        for text in (prompt, completion, reference):
+            raw = text.encode()
+            h = "sha256:" + hashlib.sha256(raw).hexdigest()
+            if h not in seen:
+                seen.add(h)
+                blobs.append((h, raw))
+        data = json.dumps({"body": body, "index": i, "kind": "reward", "ts": 0}).encode()
+        rows.append((i, "reward", hashlib.sha256(b"\x00" + data).digest(), data))
+    cuts.append(len(blobs))
+    store = SQLiteStore(path)
+    store.create()
+    t0 = _clock()
+    for k, start in enumerate(range(0, len(rows), BATCH)):
+        with store.transaction():
+            store.insert_blobs(blobs[cuts[k] : cuts[k + 1]])
+            store.insert_events(rows[start : start + BATCH])
+    rate = _rate(len(events), t0)
+    store.close()
+    return rate
+
+
 def bench_verify(run_dir: Path, url: str | None) -> Rate:
     with Ledger.open_readonly(run_dir, url=url) as reader:
         t0 = _clock()
@@ -221,6 +257,7 @@ def measure(events: list[Event], repeat: int, pg: str | None) -> dict[str, list[
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
             add("plain SQLite executemany", bench_plain_sqlite(d / "plain.db", events))
+            add("ledger schema, pre-encoded rows", bench_sqlite_only(d / "only.db", events))
             add("ledger append, SQLite, writer thread", bench_append(d / "a", None, events, True))
             rate = bench_append(d / "w", None, events, True, process=True)
             add("ledger append, SQLite, writer process", rate)
