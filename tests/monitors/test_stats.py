@@ -126,3 +126,19 @@ def test_zero_variance_agrees_with_the_trainer() -> None:
     flat, first = zero_variance(rewards, np.repeat(np.arange(8), 8))
     assert flat.tolist() == zero_variance_groups(rewards, 8).tolist()
     assert first.tolist() == list(range(0, 64, 8))
+
+
+def test_window_totals_follow_the_current_window() -> None:
+    """A window's running total equals the sum of its current steps, padded when a step
+    brings new rows (a category seen for the first time)."""
+    from trustgrpo.monitors._base import Windows
+
+    w: Windows[np.ndarray] = Windows(3, np.asarray)
+    steps = [np.array([1, 2]), np.array([3, 4, 5]), np.array([6]), np.array([7, 8, 9, 10])]
+    for k, x in enumerate(steps):
+        w.add(x)
+        want = np.zeros(max(len(s) for s in steps[: k + 1]), dtype=int)
+        for s in steps[max(0, k - 2) : k + 1]:
+            want[: len(s)] += s
+        assert w.total[: len(want)].tolist() == want.tolist()
+        assert not w.total[len(want) :].any()

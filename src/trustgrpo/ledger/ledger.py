@@ -66,16 +66,7 @@ from trustgrpo.ledger.sign import (
     verify_checkpoint,
 )
 from trustgrpo.ledger.store import FORMAT, Store, open_store
-from trustgrpo.ledger.writer import (
-    Builder,
-    ProcessWriter,
-    PutBlob,
-    Writer,
-    check_extends,
-    check_kind,
-)
-
-__all__ = ["Builder", "Ledger", "PutBlob", "default_origin"]
+from trustgrpo.ledger.writer import Builder, ProcessWriter, Writer, check_extends, check_kind
 
 _sha256 = hashlib.sha256
 

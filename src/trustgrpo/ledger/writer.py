@@ -240,7 +240,8 @@ class ProcessWriter:
         self.location = location
         self.key = key
         self._size = tree.size
-        self._open = (str(run_dir), url, tree)
+        self._open: tuple[str, str | None, MerkleTree] | None = (str(run_dir), url, tree)
+        """What the child opens (the tree passes to it at ``start``)."""
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -259,8 +260,9 @@ class ProcessWriter:
             serialization.PrivateFormat.Raw,
             serialization.NoEncryption(),
         )
+        assert self._open is not None, "ProcessWriter.start: already started"
         run_dir, url, tree = self._open
-        self._open = ("", None, MerkleTree())  # the child has the tree now
+        self._open = None
         try:
             self._call(("open", list(sys.path), run_dir, url, self.key.name, raw, tree))
         except BaseException:

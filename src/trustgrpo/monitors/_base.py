@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
+import numpy as np
+
 from trustgrpo.monitors._alert import Finding, Ref
 from trustgrpo.monitors._data import ComponentInfo, StepData
 
@@ -95,14 +97,23 @@ class Detector:
 
 class Windows(Generic[T]):
     """Per-step summaries: the first ``size`` steps seen (the reference, frozen once full)
-    and the last ``size`` steps (the current window)."""
+    and the last ``size`` steps (the current window).
 
-    def __init__(self, size: int) -> None:
+    ``part``: a step's numbers to sum; ``total`` is then their sum over the current window,
+    kept as steps come and go (exact for the counts, integer lengths and half-integer ranks
+    detectors sum). Arrays that gain rows (a category seen for the first time) are padded
+    with zeros.
+    """
+
+    def __init__(self, size: int, part: Callable[[T], np.ndarray] | None = None) -> None:
         self.size = size
         self.reference: list[T] = []
         self.current: deque[T] = deque(maxlen=size)
         self.steps = 0
         self._frozen: dict[str, Any] = {}
+        self._part = part
+        self.total: np.ndarray = np.zeros(0)
+        """Σ ``part(step)`` over the current window (empty before the first step)."""
 
     def on_reference(self, key: str, fn: Callable[[list[T]], R]) -> R:
         """``fn(reference)``; computed once when the reference window is full (it does not
@@ -113,15 +124,15 @@ class Windows(Generic[T]):
             self._frozen[key] = fn(self.reference)
         return self._frozen[key]
 
-    def add(self, item: T) -> T | None:
-        """Add a step; returns the step that left the current window (None while it fills),
-        for detectors that keep running sums."""
+    def add(self, item: T) -> None:
         self.steps += 1
         if len(self.reference) < self.size:
             self.reference.append(item)
-        gone = self.current[0] if len(self.current) == self.size else None
+        if self._part is not None:
+            self.total = padded_sum(self.total, self._part(item))
+            if len(self.current) == self.size:  # the oldest step leaves the window
+                self.total = padded_sum(self.total, -self._part(self.current[0]))
         self.current.append(item)
-        return gone
 
     @property
     def full(self) -> bool:
@@ -132,3 +143,15 @@ class Windows(Generic[T]):
     def disjoint(self) -> bool:
         """Reference and current windows are both full and share no step."""
         return self.steps >= 2 * self.size
+
+
+def padded_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a + b``; when one has more rows, the other counts as zero there."""
+    if a.shape == b.shape:
+        return a + b
+    if not a.size:
+        return b.copy()
+    out = np.zeros((max(len(a), len(b)), *a.shape[1:]), dtype=np.result_type(a, b))
+    out[: len(a)] += a
+    out[: len(b)] += b
+    return out

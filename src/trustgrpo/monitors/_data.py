@@ -101,15 +101,6 @@ class StepData:
     def __len__(self) -> int:
         return len(self.rewards)
 
-    def groups(self) -> list[np.ndarray]:
-        """Sample indices of each group, in order of first appearance."""
-        if not len(self.group):
-            return []
-        order = np.argsort(self.group, kind="stable")
-        g = self.group[order]
-        cuts = np.flatnonzero(np.diff(g)) + 1
-        return np.split(order, cuts)
-
     @cached_property
     def layout(self) -> GroupLayout:
         """The samples' places in a (groups × width) array (computed once per step, shared
@@ -153,22 +144,17 @@ def step_from_batch(batch: Any, components: tuple[ComponentInfo, ...]) -> StepDa
     """
     samples = batch.samples
     n, k = len(samples), len(components)
-    outcomes = batch.outcomes
+    flat = [o for row in batch.outcomes for o in row]  # one outcome per component
+    if len(flat) != n * k:
+        raise ValueError(
+            f"step {batch.step}: expected {k} verifier outcomes for each of {n} samples, "
+            f"found {len(flat)} in all"
+        )
     code = STATUS_CODE
-    if all(len(row) == k for row in outcomes):
-        flat = [o for row in outcomes for o in row]
-        status = np.array([code[o.status] for o in flat], dtype=np.int8).reshape(n, k)
-        scores = np.array(
-            [math.nan if o.score is None else o.score for o in flat], dtype=np.float64
-        ).reshape(n, k)
-    else:  # a reward that returned fewer outcomes than components (never the trainer's)
-        scores = np.full((n, k), np.nan)
-        status = np.zeros((n, k), dtype=np.int8)
-        for i, row in enumerate(outcomes):
-            for j, o in enumerate(row[:k]):
-                status[i, j] = code[o.status]
-                if o.score is not None:
-                    scores[i, j] = o.score
+    status = np.array([code[o.status] for o in flat], dtype=np.int8).reshape(n, k)
+    scores = np.array(
+        [math.nan if o.score is None else o.score for o in flat], dtype=np.float64
+    ).reshape(n, k)
     step = int(batch.step)
     group = np.fromiter((s.group_id for s in samples), dtype=np.int64, count=n)
     index = np.fromiter((s.index for s in samples), dtype=np.int64, count=n)

@@ -37,9 +37,8 @@ class VerifierHealth(Detector):
 
     def __init__(self, cfg: object, ctx: Context) -> None:
         super().__init__(cfg, ctx)
-        self.w: Windows[np.ndarray] = Windows(self.cfg.window)
-        self.cur = np.zeros((3, len(ctx.components)), dtype=np.int64)
-        """Σ over the current window of (failures, abstains, samples) per component."""
+        self.w: Windows[np.ndarray] = Windows(self.cfg.window, np.asarray)
+        """Per step: (failures, abstains, samples) per component."""
 
     def on_rewards(self, data: StepData) -> list[Finding]:
         if not len(data):
@@ -47,12 +46,8 @@ class VerifierHealth(Detector):
         st = data.status
         fail = ((st == ERROR) | (st == TIMEOUT)).sum(axis=0)
         abstain = (st == ABSTAIN).sum(axis=0)
-        new = np.stack([fail, abstain, np.full_like(fail, len(data))])
-        gone = self.w.add(new)
-        self.cur += new
-        if gone is not None:
-            self.cur -= gone
-        cur = self.cur
+        self.w.add(np.stack([fail, abstain, np.full_like(fail, len(data))]))
+        cur = self.w.total
         ref = self.w.on_reference("sum", lambda r: np.sum(r, axis=0))
         c = self.cfg
         found = []
@@ -120,12 +115,10 @@ class GroupBias(Detector):
 
     def __init__(self, cfg: object, ctx: Context) -> None:
         super().__init__(cfg, ctx)
-        self.w: Windows[np.ndarray] = Windows(self.cfg.window)
+        self.w: Windows[np.ndarray] = Windows(self.cfg.window, np.asarray)
         """Per step: (categories, measures, [count, Σ, Σ²]) over groups."""
         self.codes: dict[str, int] = {}
         self.last: tuple[np.ndarray, np.ndarray] = (np.zeros(0, int), np.zeros(0, int))
-        self.cur = np.zeros((0, 2, 3))
-        """Σ of the current window (categories seen so far, measures, [count, Σ, Σ²])."""
 
     @classmethod
     def active(cls, cfg: object, ctx: Context) -> bool:
@@ -155,8 +148,7 @@ class GroupBias(Detector):
             stats_[:, m, 0] = np.bincount(c, minlength=nc)
             stats_[:, m, 1] = np.bincount(c, weights=v, minlength=nc)
             stats_[:, m, 2] = np.bincount(c, weights=v * v, minlength=nc)
-        gone = self.w.add(stats_)
-        self.cur = self._sum([self.cur, stats_] if gone is None else [self.cur, stats_, -gone])
+        self.w.add(stats_)
         self.last = (first, cats)
         if not self.w.disjoint or len(self.codes) < 2:
             return []
@@ -175,7 +167,7 @@ class GroupBias(Detector):
     def _test(self, data: StepData) -> list[Finding]:
         c = self.cfg
         ref = self._sum([self.w.on_reference("sum", self._sum)])
-        cur = self.cur
+        cur = self._sum([self.w.total])
         names = {v: k for k, v in self.codes.items()}
         tests: list[tuple[str, int, float, float, float, float]] = []
         for code in range(len(self.codes)):

@@ -34,6 +34,10 @@ class _LengthStep:
     moments: np.ndarray
     """Per class (correct, incorrect): count, Σ length, Σ length²."""
 
+    def summary(self) -> np.ndarray:
+        """What the window sums: Σx̃ỹ, Σx̃², Σỹ², n, then the six moments."""
+        return np.concatenate(([self.sxy, self.sxx, self.syy, self.n], self.moments.ravel()))
+
 
 def _moments(lengths: np.ndarray, correct: np.ndarray) -> np.ndarray:
     c = correct.astype(np.float64)
@@ -63,30 +67,19 @@ class LengthBias(Detector):
 
     def __init__(self, cfg: object, ctx: Context) -> None:
         super().__init__(cfg, ctx)
-        self.w: Windows[_LengthStep] = Windows(self.cfg.window)
-        self.sums = np.zeros(4)
-        """Σ sxy, Σ sxx, Σ syy, Σ n over the current window."""
-        self.moments = np.zeros((2, 3))
-        """Σ of the current window's per-class length moments."""
+        self.w: Windows[_LengthStep] = Windows(self.cfg.window, _LengthStep.summary)
 
     def on_rewards(self, data: StepData) -> list[Finding]:
         ok = ~np.isnan(data.rewards)
         sums = within_group_rank_sums(data.lengths, data.rewards, data.group, data.layout)
         lengths = data.lengths[ok]
         moments = _moments(lengths, data.correct[ok])
-        new = _LengthStep(*sums, lengths, data.rewards[ok], moments)
-        gone = self.w.add(new)
-        # running sums over the current window (exact: ranks are halves, lengths integers)
-        self.sums += np.array([new.sxy, new.sxx, new.syy, new.n])
-        self.moments += moments
-        if gone is not None:
-            self.sums -= np.array([gone.sxy, gone.sxx, gone.syy, gone.n])
-            self.moments -= gone.moments
+        self.w.add(_LengthStep(*sums, lengths, data.rewards[ok], moments))
         if not self.w.disjoint:
             return []
         found = []
         ref, cur = self.w.reference, self.w.current
-        sxy, sxx, syy, count = self.sums.tolist()
+        sxy, sxx, syy, count = self.w.total[:4].tolist()
         rho = pooled_rho(sxy, sxx, syy)
         n = int(count)
         c = self.cfg
@@ -121,7 +114,7 @@ class LengthBias(Detector):
         a = self.w.on_reference(
             "gap", lambda r: _gap(np.sum([s.moments for s in r], axis=0), c.min_per_class)
         )
-        b = _gap(self.moments, c.min_per_class)
+        b = _gap(self.w.total[4:].reshape(2, 3), c.min_per_class)
         if a is None or b is None:
             return None
         growth, var = b[0] - a[0], a[1] + b[1]

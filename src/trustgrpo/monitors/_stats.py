@@ -77,8 +77,7 @@ def group_layout(group: np.ndarray, width: int = 0) -> GroupLayout:
         cuts = np.flatnonzero(d) + 1
         w = int(cuts[0]) if len(cuts) else n
         if n % w == 0 and len(cuts) == n // w - 1 and not (cuts % w).any():
-            pos = np.arange(n)
-            return GroupLayout(pos // w, pos % w, w, pos[::w], True)
+            return regular_layout(n, w)[1]
     order = np.argsort(group, kind="stable")
     _, inverse, counts = np.unique(group[order], return_inverse=True, return_counts=True)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
@@ -126,10 +125,7 @@ def within_group_rank_sums(
     bad = np.isnan(x + y)
     if bad.any():
         x, y = np.where(bad, np.nan, x), np.where(bad, np.nan, y)
-    if lay.regular:
-        both = np.stack([x, y]).astype(np.float64, copy=False).reshape(2, lay.groups, lay.width)
-    else:
-        both = np.stack([lay.pad(x), lay.pad(y)])
+    both = np.stack([lay.pad(x), lay.pad(y)])
     r = centered_ranks(both)
     keep = r.any(axis=2).all(axis=0)  # groups in which both vary
     if not keep.any():
