@@ -26,8 +26,9 @@ training step). Rows:
   the caller encodes while the child hashes and stores, on the other core) and in the
   caller's thread. Goal: >= 50,000 events/s.
 * **audit verify**: :func:`trustgrpo.ledger.audit.verify` over the ledger just written
-  (every leaf, the tree, every checkpoint's signature and consistency, every blob's hash).
-  Goal: >= 100,000 events/s.
+  (every leaf, the tree, every checkpoint's signature and consistency, every blob's hash), in
+  this process alone and with its default helper processes (one process per CPU scans a
+  share of the rows; :mod:`trustgrpo.ledger.scan`). Goal: >= 100,000 events/s.
 
 With ``--training``: the training overhead of ledgering on the demo run (the embedded run file,
 warm-started, monitors off in both arms), trained for ``--steps`` steps with the ledger on and
@@ -64,6 +65,7 @@ from typing import Any
 
 from trustgrpo.ledger import Ledger
 from trustgrpo.ledger.audit import verify
+from trustgrpo.ledger.scan import default_workers
 from trustgrpo.ledger.store import SQLiteStore
 
 _VOCABULARY = (
@@ -225,10 +227,10 @@ def bench_sqlite_only(path: Path, events: list[Event]) -> Rate:
     return rate
 
 
-def bench_verify(run_dir: Path, url: str | None) -> Rate:
+def bench_verify(run_dir: Path, url: str | None, workers: int | None = None) -> Rate:
     with Ledger.open_readonly(run_dir, url=url) as reader:
         t0 = _clock()
-        report = verify(reader)
+        report = verify(reader, workers=workers)
         rate = _rate(report.events, t0)
     if not report.ok:
         raise SystemExit(f"the benchmark ledger does not verify: {report.problems[0]}")
@@ -262,7 +264,8 @@ def measure(events: list[Event], repeat: int, pg: str | None) -> dict[str, list[
             rate = bench_append(d / "w", None, events, True, process=True)
             add("ledger append, SQLite, writer process", rate)
             add("ledger append, SQLite, caller thread", bench_append(d / "b", None, events, False))
-            add("audit verify, SQLite", bench_verify(d / "a", None))
+            add("audit verify, SQLite, one process", bench_verify(d / "a", None, 1))
+            add(f"audit verify, SQLite, {default_workers()} processes", bench_verify(d / "a", None))
             if pg and r == 0:  # PostgreSQL once: it is slower and the point is the order
                 url = _pg_url(pg)
                 url2 = _pg_url(pg)

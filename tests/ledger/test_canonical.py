@@ -1,8 +1,11 @@
-"""Canonical JSON: the fast path gives exactly the bytes of the ``rfc8785`` reference."""
+"""Canonical JSON: the fast path (orjson, checked and fixed up) gives exactly the bytes of the
+``rfc8785`` reference."""
 
 from __future__ import annotations
 
+import enum
 import math
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +22,17 @@ json_scalars = (
     | st.booleans()
     | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.sampled_from([0.0, -0.0, 1.0, 1e-4, 9.99e-5, 1e-7, 1e16, 2.0**53, 1e21, 1e22, 5e-324])
+    | st.sampled_from(
+        [
+            *(0.0, -0.0, 1.0, -1.0, 10.0, 1e-4, 9.99e-5, 1e-5, 1e-6, 1.5e-6, 1e-7, 1e15, 1e16),
+            *(2.0**53, 1e20, 1e21, 1e22, 5e-324, 1.7976931348623157e308, 0.1 + 0.2, -0.05),
+            123456789012.5,
+        ]
+    )
     | st.text()
+    # strings that look like what the fast path fixes up in numbers
+    | st.text(alphabet='0123456789.,]}e+-"\\ ', max_size=12)
+    | st.sampled_from(["1.0", "a.0,", "x.0}", "3e-5", "-0.0", "1e+16", ".0"])
 )
 json_values = st.recursive(
     json_scalars,
@@ -41,6 +53,34 @@ def test_same_bytes_as_rfc8785(value: object) -> None:
             canonical_json(value)
         return
     assert canonical_json(value) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_floats_as_rfc8785(x: float) -> None:
+    assert canonical_json({"x": x, "y": [x]}) == rfc8785.dumps({"x": x, "y": [x]})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"s": "v1.0,", "n": 1.0},  # the ".0" fix must not touch strings
+        {"s": "1.0}", "t": ["2.0]", 2.0]},
+        {"s": "lr 3e-5", "x": 0.5},
+        {"a": -0.0, "b": [-0.0], "c": "-0.0"},
+        {"a": -10.0, "b": -0.05, "c": 100.0},
+        1.0,
+        -0.0,
+        [1e-6, 1e16],
+        {"n": None, "x": 1.0},
+    ],
+)
+def test_fix_ups_are_exact(value: object) -> None:
+    assert canonical_json(value) == rfc8785.dumps(value)
+
+
+class _Color(enum.Enum):
+    RED = "red"
 
 
 def test_rfc8785_number_examples() -> None:
@@ -69,7 +109,11 @@ def test_strings_escaped_as_rfc8785() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [math.nan, math.inf, -math.inf, 2**53, -(2**53), "\ud800", {1: 2}, Path("/x"), b"x"]
+    "bad",
+    [
+        *(math.nan, math.inf, -math.inf, 2**53, -(2**53), "\ud800", {1: 2}, Path("/x"), b"x"),
+        *(uuid.UUID(int=7), _Color.RED, [math.nan, None], {"y": math.inf, "z": None}),
+    ],
 )
 def test_rejects_what_rfc8785_cannot_encode(bad: object) -> None:
     with pytest.raises(LedgerError, match="canonical JSON"):

@@ -120,6 +120,23 @@ def test_verify_reports_tampering(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == 1 and json.loads(out)["first_problem"].startswith("event 5: leaf hash")
 
 
+def test_verify_workers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trustgrpo.ledger import scan
+
+    run_dir = tmp_path / "run"
+    make_run(run_dir)
+    monkeypatch.setattr(scan, "PARALLEL_MIN_EVENTS", 0)
+    code, out = run(capsys, "verify", str(run_dir), "--workers", "2", "--json")
+    assert code == 0 and json.loads(out)["events"] == 9
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit) as e:
+            run(capsys, "verify", str(run_dir), "--workers", bad)
+        assert e.value.code == 2
+        assert f"--workers: expected an integer >= 1, found '{bad}'" in capsys.readouterr().err
+
+
 def test_proof_and_check_proof(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run_dir = tmp_path / "run"
     make_run(run_dir)

@@ -17,30 +17,20 @@ holder is self-consistent.
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trustgrpo.errors import LedgerError, VerificationError
-from trustgrpo.ledger.canonical import canonical_json
-from trustgrpo.ledger.events import BLOB_PREFIX, parse_event
+from trustgrpo.errors import VerificationError
 from trustgrpo.ledger.export import export, redact
 from trustgrpo.ledger.merkle import MerkleTree, verify_consistency
 from trustgrpo.ledger.reader import LedgerReader
+from trustgrpo.ledger.scan import first_references, scan_all, workers_for
 from trustgrpo.ledger.sign import Checkpoint, VerifierKey, load_public_key, parse_vkey
 from trustgrpo.ledger.sign import verify_checkpoint as check_note
 from trustgrpo.ledger.store import FORMAT, CheckpointRow
 from trustgrpo.ledger.trace import TraceReport, trace
-
-_sha256 = hashlib.sha256
-_TAIL = re.compile(rb',"index":(0|[1-9][0-9]*),"kind":"([a-z_]+)","ts":(0|[1-9][0-9]*)\}\Z')
-"""The fixed tail of a canonical envelope."""
-_BLOB_REF = re.compile(rb'_blob":"(sha256:[0-9a-f]{64})"')
-"""A blob reference in canonical JSON: the value of a key ending in ``_blob`` (a quote
-followed by a colon always closes a key, so this cannot match inside a string)."""
 
 
 @dataclass(frozen=True)
@@ -117,12 +107,15 @@ def verify(
     external: Sequence[tuple[str, str | bytes]] = (),
     deep: bool = False,
     max_problems: int = 50,
+    workers: int | None = None,
 ) -> VerifyReport:
     """Check everything in the ledger; see the module docstring.
 
     ``key``: the public key to trust (default: ``ledger.pub`` in the run directory, else the
     one in the store). ``external``: ``(name, note)`` checkpoints kept outside the ledger.
-    ``deep``: also parse every leaf and check it is canonical JSON (slower).
+    ``deep``: also parse every leaf and check it is canonical JSON (slower). ``workers``:
+    processes that scan a large SQLite ledger's rows (None: one per CPU, at most 8; see
+    :mod:`trustgrpo.ledger.scan`).
     """
     t0 = time.perf_counter()
     report = VerifyReport(location=reader.location)
@@ -135,9 +128,14 @@ def verify(
     origin = meta.get("origin", "")
 
     # Checkpoints first, then events, then blobs: a writer appending meanwhile only adds
-    # events after the checkpoints read, and blobs before the events that use them.
-    checkpoint_rows = reader.store.checkpoints()
-    tree, refs = _verify_events(reader, problem, deep)
+    # events after the checkpoints read (and the size), and blobs with or before the events
+    # that use them.
+    store = reader.store
+    checkpoint_rows = store.checkpoints()
+    size = store.size()
+    n = workers_for(store, size, workers)
+    scan = scan_all(store, size, deep, problem, workers=n, limit=max_problems)
+    tree = MerkleTree(scan.leaves)
     report.events, report.root = tree.size, tree.root().hex()
 
     cps = _verify_checkpoints(checkpoint_rows, tree, trusted, origin, problem)
@@ -147,7 +145,11 @@ def verify(
         report.external += 1
         _verify_external(name, note, tree, trusted, origin, cps, problem)
 
-    report.blobs, report.redacted_blobs = _verify_blobs(reader, refs, problem)
+    report.more_problems += scan.dropped + scan.blob_problems.replay(problem)
+    report.blobs, report.redacted_blobs = len(scan.blobs), scan.redacted
+    missing = {r.decode() for r in scan.refs} - scan.blobs
+    for i, h in first_references(store, missing, size) if missing else ():
+        problem(f"event {i}", f"refers to blob {h}, expected in the blob table, found none")
     if tree.size and not cps:
         report.warnings.append(f"no signed checkpoint: none of the {tree.size} events is signed")
     elif tree.size > report.signed_size:
@@ -187,79 +189,6 @@ def _trusted_key(
     if key is not None and not key.name and stored is not None:
         trusted = VerifierKey(stored.name, key.public_key)  # a PEM key: take the log's name
     return trusted
-
-
-def _verify_events(
-    reader: LedgerReader, problem: _Problems, deep: bool
-) -> tuple[MerkleTree, dict[str, int]]:
-    """Recompute every leaf and the tree; check each envelope; collect blob references.
-
-    The envelope is checked on the canonical bytes (its fixed ``{"body":`` head and
-    ``,"index":N,"kind":"K","ts":T}`` tail), which is exact for what the writer produces and
-    keeps verification fast; ``deep`` also parses each leaf and checks that it is canonical
-    JSON (RFC 8785), which catches a faulty writer rather than tampering.
-    """
-    leaves: list[bytes] = []
-    append = leaves.append
-    refs: dict[bytes, int] = {}
-    tail_search = _TAIL.search
-    find_refs = _BLOB_REF.findall
-    for idx, kind, lh, data in reader.store.iter_events():
-        i = len(leaves)
-        if type(data) is not bytes:  # SQLite is dynamically typed: a TEXT value is possible
-            data = data.encode() if isinstance(data, str) else bytes(data)
-        h = _sha256(b"\x00" + data).digest()
-        if idx != i:
-            problem(
-                f"event {i}",
-                f"index expected {i}, found {idx} (an event is missing, duplicated or moved)",
-            )
-        if h != lh:
-            stored = lh.hex() if isinstance(lh, bytes) else repr(lh)
-            problem(
-                f"event {i}",
-                f"leaf hash expected {stored} (stored), found {h.hex()} (recomputed from the "
-                "event)",
-            )
-        m = tail_search(data, max(len(data) - 96, 0))
-        if (
-            m is None
-            or not data.startswith(b'{"body":{')
-            or int(m[1]) != i
-            or m[2].decode() != kind
-            or deep
-        ):
-            _check_envelope(i, kind, h, data, deep, problem)
-        for ref in find_refs(data):
-            if ref not in refs:
-                refs[ref] = i
-        append(h)
-    return MerkleTree(leaves), {r.decode(): i for r, i in refs.items()}
-
-
-def _check_envelope(
-    i: int, kind: str, h: bytes, data: bytes, deep: bool, problem: _Problems
-) -> None:
-    try:
-        event = parse_event(i, kind, h, data)
-    except VerificationError as e:
-        problem(f"event {i}", str(e).removeprefix(f"event {i}: "))
-        return
-    if deep:
-        env = {"body": event.body, "index": event.index, "kind": event.kind, "ts": event.ts}
-        try:
-            again = canonical_json(env)
-        except LedgerError as e:
-            problem(f"event {i}", f"expected canonical JSON (RFC 8785), found {e}")
-            return
-        if again != data:
-            problem(
-                f"event {i}",
-                f"expected canonical JSON (RFC 8785) of {len(again)} bytes, found {len(data)} "
-                "bytes that differ",
-            )
-    elif not data.startswith(b'{"body":{') or _TAIL.search(data) is None:
-        problem(f"event {i}", "envelope expected in canonical form, found another layout")
 
 
 def _verify_checkpoints(
@@ -352,32 +281,6 @@ def _verify_external(
         problem(where, f"not signed by the trusted key {key.fingerprint[:16]}: {e}")
         return
     _check_head(where, cp, tree, origin, problem, None)
-
-
-def _verify_blobs(
-    reader: LedgerReader, refs: dict[str, int], problem: _Problems
-) -> tuple[int, int]:
-    seen: set[str] = set()
-    redacted = 0
-    for h, size, data, note in reader.store.iter_blobs():
-        seen.add(h)
-        where = f"blob {h}"
-        if data is None:
-            redacted += 1
-            if not note:
-                problem(where, "content expected (or a redaction record), found neither")
-            continue
-        if type(data) is not bytes:
-            data = data.encode() if isinstance(data, str) else bytes(data)
-        found = BLOB_PREFIX + _sha256(data).hexdigest()
-        if found != h:
-            problem(where, f"content hash expected {h}, found {found}")
-        elif size != len(data):
-            problem(where, f"size expected {len(data)}, found {size} (stored column)")
-    for h, i in refs.items():
-        if h not in seen:
-            problem(f"event {i}", f"refers to blob {h}, expected in the blob table, found none")
-    return len(seen), redacted
 
 
 __all__ = ["Problem", "TraceReport", "VerifyReport", "export", "redact", "trace", "verify"]

@@ -77,6 +77,17 @@ def _read(path: str, what: str) -> bytes:
 # --------------------------------------------------------------------------- handlers
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a usage error, exit code 2, otherwise)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, found {text!r}")
+    return value
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     """``audit verify``."""
     from trustgrpo.ledger.audit import verify
@@ -84,7 +95,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     external = [(p, _read(p, "--checkpoint")) for p in args.checkpoint or []]
     key = _key(args.key)
     with _open(args) as reader:
-        report = verify(reader, key=key, external=external, deep=args.deep)
+        report = verify(
+            reader, key=key, external=external, deep=args.deep, workers=args.workers or None
+        )
         latest = reader.store.latest_checkpoint()
     if args.save_checkpoint and report.ok and latest is not None:
         Path(args.save_checkpoint).write_bytes(bytes(latest[2]))
@@ -308,6 +321,14 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         "--deep",
         action="store_true",
         help="also parse every event and check it is canonical JSON (RFC 8785); slower",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=0,
+        metavar="N",
+        help="processes that scan a SQLite ledger of 50,000 events or more (default: one per "
+        "CPU, at most 8; 1: this process only)",
     )
     p.set_defaults(func=cmd_verify)
 

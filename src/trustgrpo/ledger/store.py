@@ -284,6 +284,24 @@ class SQLiteStore(Store):
         while rows := cur.fetchmany(4096):
             yield from rows
 
+    def blob_rows(self) -> int:
+        """About how many blob rows there are (the largest row id: no scan)."""
+        (n,) = self._db.execute("SELECT COALESCE(MAX(rowid), 0) FROM blobs").fetchone()
+        return int(n)
+
+    def iter_blob_part(self, k: int, n: int, rows: int) -> Iterator[BlobRow]:
+        """The ``k``-th of ``n`` disjoint parts of the blob rows (row id ranges, for
+        ``rows`` = :meth:`blob_rows` taken once); the last part runs to the end."""
+        where = []
+        if k > 0:
+            where.append(f"rowid > {rows * k // n}")
+        if k < n - 1:
+            where.append(f"rowid <= {rows * (k + 1) // n}")
+        sql = "SELECT hash, size, data, redacted FROM blobs"
+        cur = self._db.execute(sql + (" WHERE " + " AND ".join(where) if where else ""))
+        while batch := cur.fetchmany(4096):
+            yield from batch
+
     def redact_blob(self, h: str, note: str) -> bool:
         self._db.execute("PRAGMA secure_delete=ON")  # overwrite the freed content with zeros
         with self.transaction():

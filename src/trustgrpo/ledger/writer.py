@@ -24,12 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import pickle
-import signal
-import struct
 import subprocess
-import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +34,7 @@ from trustgrpo.errors import LedgerError, VerificationError
 from trustgrpo.ledger.canonical import canonical_json, to_jsonable
 from trustgrpo.ledger.events import BLOB_PREFIX, KINDS, envelope
 from trustgrpo.ledger.merkle import MerkleTree, leaf_hash, verify_consistency
+from trustgrpo.ledger.pipe import helper_channel, recv, send, start_helper, stop_helper
 from trustgrpo.ledger.sign import (
     Checkpoint,
     SigningKey,
@@ -204,26 +201,12 @@ def _encode_plain(body: dict[str, Any]) -> bytes:
 
 def _send(f: IO[bytes], obj: Any) -> None:
     try:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        send(f, obj)
     except (pickle.PicklingError, TypeError, AttributeError) as e:
         raise LedgerError(
             "the ledger's writer process takes items pickled: an append_later builder must be "
             f"a module-level function or a functools.partial of one ({e})"
         ) from None
-    f.write(struct.pack("<Q", len(data)))
-    f.write(data)
-    f.flush()
-
-
-def _recv(f: IO[bytes]) -> Any:
-    head = f.read(8)
-    if len(head) < 8:
-        raise EOFError
-    (n,) = struct.unpack("<Q", head)
-    data = f.read(n)
-    if len(data) < n:
-        raise EOFError
-    return pickle.loads(data)
 
 
 class ProcessWriter:
@@ -249,12 +232,7 @@ class ProcessWriter:
         calling thread: call this from a thread that lives as long as the writer."""
         from cryptography.hazmat.primitives import serialization
 
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", "from trustgrpo.ledger.writer import main; main()"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            close_fds=True,
-        )
+        self._proc = start_helper("trustgrpo.ledger.writer")
         raw = self.key.private_key.private_bytes(
             serialization.Encoding.Raw,
             serialization.PrivateFormat.Raw,
@@ -264,7 +242,7 @@ class ProcessWriter:
         run_dir, url, tree = self._open
         self._open = None
         try:
-            self._call(("open", list(sys.path), run_dir, url, self.key.name, raw, tree))
+            self._call(("open", run_dir, url, self.key.name, raw, tree))
         except BaseException:
             self._stop()
             raise
@@ -296,7 +274,7 @@ class ProcessWriter:
             raise LedgerError(f"{self.location}: the ledger writer process was not started")
         try:
             _send(proc.stdin, msg)  # type: ignore[arg-type]
-            reply = _recv(proc.stdout)  # type: ignore[arg-type]
+            reply = recv(proc.stdout)  # type: ignore[arg-type]
         except (OSError, EOFError, ValueError, pickle.UnpicklingError):
             code = proc.poll()
             raise LedgerError(
@@ -308,44 +286,18 @@ class ProcessWriter:
         return reply[1]
 
     def _stop(self) -> None:
-        proc = self._proc
-        if proc is None:
-            return
-        for f in (proc.stdin, proc.stdout):
-            with contextlib.suppress(OSError, ValueError):
-                f.close()  # type: ignore[union-attr]
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:  # pragma: no cover - a stuck store
-            proc.kill()
-            proc.wait()
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGKILL this process when its parent dies (as a writer thread would die)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    parent = os.getppid()
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+        if self._proc is not None:
+            stop_helper(self._proc)
 
 
 def main() -> None:
     """The child: ``open``, then ``commit`` messages until ``close`` or end of input."""
-    _die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the trainer's to handle
-    inp, out = sys.stdin.buffer, sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing else may write to the channel
+    inp, out = helper_channel()
     writer: Writer | None = None
     try:
         while True:
             try:
-                msg = _recv(inp)
+                msg = recv(inp)
             except EOFError:
                 break
             if msg[0] == "close":
@@ -368,11 +320,8 @@ def main() -> None:
             writer.close()
 
 
-def _open(
-    path: list[str], run_dir: str, url: str | None, name: str, raw: bytes, tree: MerkleTree
-) -> Writer:
+def _open(run_dir: str, url: str | None, name: str, raw: bytes, tree: MerkleTree) -> Writer:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    sys.path[:] = path  # builders are unpickled from the parent's modules
     store = open_store(Path(run_dir), url, create=False)
     return Writer(store, SigningKey(name, Ed25519PrivateKey.from_private_bytes(raw)), tree)
