@@ -60,7 +60,12 @@ def sql(run_dir: Path, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any
 def test_helpers_are_used_and_agree(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[str] = []
     real = scan.start_helper
-    monkeypatch.setattr(scan, "start_helper", lambda m: started.append(m) or real(m))
+
+    def start(module: str) -> Any:
+        started.append(module)
+        return real(module)
+
+    monkeypatch.setattr(scan, "start_helper", start)
     one, three = both(run)
     assert one.ok and three.ok, three.problems
     assert three.events == EVENTS and three.blobs == one.blobs > EVENTS
@@ -129,4 +134,15 @@ def test_a_helper_that_dies_leaves_its_share_to_this_process(
     sql(run, "UPDATE events SET data = data || ' ' WHERE idx = ?", (EVENTS - 1,))
     one, three = both(run)
     assert not three.ok and three.events == EVENTS
+    same(one, three)
+
+
+def test_no_helper_can_start(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cannot(module: str) -> None:
+        raise FileNotFoundError("no python here")
+
+    monkeypatch.setattr(scan, "start_helper", cannot)
+    sql(run, "UPDATE events SET data = data || ' ' WHERE idx = 3")
+    one, three = both(run)
+    assert not three.ok
     same(one, three)

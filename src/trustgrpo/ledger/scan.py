@@ -4,7 +4,7 @@ other cores.
 :func:`scan_events` recomputes the leaf hash of every event in a range, checks its index and
 envelope, and collects the blob references; :func:`scan_blobs` re-hashes blob contents. Both
 report problems through a ``problem(where, message)`` callable and are independent per row, so
-a SQLite ledger's rows can be split: :func:`scan_parallel` starts helper processes (this
+a SQLite ledger's rows can be split: :func:`scan_all` starts helper processes (this
 module's :func:`main`), each with its own read connection, gives each a range of events and a
 part of the blob table, scans the first events itself meanwhile, and returns everything in
 event order (the caller builds the tree and checks the checkpoints). Helpers take longer to
@@ -194,15 +194,18 @@ def scan_all(
     """Scan events ``0 <= idx < events`` and every blob, in ``workers`` processes (this one
     and helpers; see the module docstring). Problems of events arrive in event order."""
     scan = Scan(blob_problems=Findings(limit))
-    if workers <= 1:
+    procs = []
+    with contextlib.suppress(OSError):  # no interpreter to start: fewer helpers, or none
+        for _ in range(workers - 1):
+            procs.append(start_helper("trustgrpo.ledger.scan"))
+    if not procs:
         scan.leaves, scan.refs = scan_events(store, 0, events, deep, problem)
         scan.blobs, scan.redacted = scan_blobs(store, scan.blob_problems)
         return scan
     assert isinstance(store, SQLiteStore)
     rows = store.blob_rows()
-    ranges = split(events, rows, workers)
-    helpers = workers - 1
-    procs = [start_helper("trustgrpo.ledger.scan") for _ in range(helpers)]
+    helpers = len(procs)
+    ranges = split(events, rows, helpers + 1)
     try:
         for k, proc in enumerate(procs):
             lo, hi = ranges[k + 1]
