@@ -61,6 +61,8 @@ class Writer:
         # hashes the builders stored (their own set: a hash the caller queued after a
         # builder may land in a later commit, so the builder stores its blobs itself)
         self._built_blobs: set[str] = set()
+        self._last: tuple[bytes, Checkpoint] | None = None
+        """The latest checkpoint this writer signed or checked, with its stored note."""
 
     @property
     def size(self) -> int:
@@ -152,12 +154,19 @@ class Writer:
         size, root = tree.size, tree.root()
         row = self.store.latest_checkpoint()
         if row is not None:
-            last = verify_checkpoint(row[2], self.key.verifier)
+            note = bytes(row[2])
+            if self._last is not None and self._last[0] == note:  # checked already
+                last = self._last[1]
+            else:  # another writer's, or the first: check its signature
+                last = verify_checkpoint(note, self.key.verifier)
+                self._last = note, last
             check_extends(tree, last, self.store.location)
             if last.size == size:
                 return last
         checkpoint = sign_checkpoint(self.key, self.key.name, size, root, now_rfc3339())
-        self.store.insert_checkpoint(size, checkpoint.note.encode())
+        note = checkpoint.note.encode()
+        self.store.insert_checkpoint(size, note)
+        self._last = note, checkpoint
         return checkpoint
 
 
