@@ -8,6 +8,7 @@ report, problem for problem.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def same(one: VerifyReport, three: VerifyReport) -> None:
 
 
 def sql(run_dir: Path, query: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with sqlite3.connect(run_dir / "ledger.db", isolation_level=None) as db:
+    with closing(sqlite3.connect(run_dir / "ledger.db", isolation_level=None)) as db:
         return list(db.execute(query, args))
 
 
