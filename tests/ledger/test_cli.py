@@ -129,7 +129,9 @@ def test_verify_workers(
     make_run(run_dir)
     monkeypatch.setattr(scan, "PARALLEL_MIN_EVENTS", 0)
     code, out = run(capsys, "verify", str(run_dir), "--workers", "2", "--json")
-    assert code == 0 and json.loads(out)["events"] == 9
+    assert code == 0 and json.loads(out)["events"] == 9 and json.loads(out)["processes"] == 2
+    code, out = run(capsys, "verify", str(run_dir), "--workers", "2")
+    assert code == 0 and "events/s, 2 processes)" in out
     for bad in ("0", "-1", "two"):
         with pytest.raises(SystemExit) as e:
             run(capsys, "verify", str(run_dir), "--workers", bad)

@@ -49,7 +49,8 @@ def both(run_dir: Path) -> tuple[VerifyReport, VerifyReport]:
 
 def same(one: VerifyReport, three: VerifyReport) -> None:
     a, b = one.to_json(), three.to_json()
-    a.pop("seconds"), b.pop("seconds")
+    for report in (a, b):
+        del report["seconds"], report["processes"]
     assert a == b
 
 
@@ -71,6 +72,7 @@ def test_helpers_are_used_and_agree(run: Path, monkeypatch: pytest.MonkeyPatch) 
     assert one.ok and three.ok, three.problems
     assert three.events == EVENTS and three.blobs == one.blobs > EVENTS
     assert started == ["trustgrpo.ledger.scan"] * 2
+    assert (one.processes, three.processes) == (1, 3)
     same(one, three)
 
 
@@ -145,5 +147,5 @@ def test_no_helper_can_start(run: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(scan, "start_helper", cannot)
     sql(run, "UPDATE events SET data = data || ' ' WHERE idx = 3")
     one, three = both(run)
-    assert not three.ok
+    assert not three.ok and three.processes == 1
     same(one, three)

@@ -64,6 +64,8 @@ class VerifyReport:
     """Problems found beyond the ones listed."""
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    processes: int = 1
+    """Processes that scanned the rows (``workers``; see :mod:`trustgrpo.ledger.scan`)."""
 
     @property
     def ok(self) -> bool:
@@ -86,6 +88,7 @@ class VerifyReport:
             "more_problems": self.more_problems,
             "warnings": self.warnings,
             "seconds": round(self.seconds, 3),
+            "processes": self.processes,
         }
 
 
@@ -135,6 +138,7 @@ def verify(
     size = store.size()
     n = workers_for(store, size, workers)
     scan = scan_all(store, size, deep, problem, workers=n, limit=max_problems)
+    report.processes = scan.processes
     tree = MerkleTree(scan.leaves)
     report.events, report.root = tree.size, tree.root().hex()
 

@@ -114,7 +114,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"warning: {w}")
     if report.ok:
-        print(f"OK: everything verifies ({report.seconds:.2f} s, {rate:,.0f} events/s)")
+        procs = f", {report.processes} processes" if report.processes > 1 else ""
+        print(f"OK: everything verifies ({report.seconds:.2f} s, {rate:,.0f} events/s{procs})")
         return 0
     print(f"FAILED: {report.problems[0]}")
     for p in report.problems[1:]:

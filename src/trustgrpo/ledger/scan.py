@@ -173,6 +173,8 @@ class Scan:
     redacted: int = 0
     blob_problems: Findings = field(default_factory=lambda: Findings(None))
     """Problems of blobs, reported after those of the checkpoints (``verify``'s order)."""
+    processes: int = 1
+    """This one and the helpers that were started."""
 
 
 def default_workers() -> int:
@@ -205,6 +207,7 @@ def scan_all(
     assert isinstance(store, SQLiteStore)
     rows = store.blob_rows()
     helpers = len(procs)
+    scan.processes = helpers + 1
     ranges = split(events, rows, helpers + 1)
     try:
         for k, proc in enumerate(procs):
