@@ -12,7 +12,7 @@ import json
 import math
 import statistics
 import time
-from collections import Counter
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ class HookTimer:
     """Adds up the wall time spent in hooks it wraps, per key (``""`` unless given)."""
 
     def __init__(self) -> None:
-        self.seconds: Counter[str] = Counter()
+        self.seconds: defaultdict[str, float] = defaultdict(float)
 
     def wrap(self, obj: Any, names: tuple[str, ...], key: str = "") -> None:
         """Replace ``obj``'s methods ``names`` by timed versions counted under ``key``."""
