@@ -26,7 +26,7 @@ from trustgrpo.errors import VerificationError
 from trustgrpo.ledger.export import export, redact
 from trustgrpo.ledger.merkle import MerkleTree, verify_consistency
 from trustgrpo.ledger.reader import LedgerReader
-from trustgrpo.ledger.scan import first_references, scan_all, workers_for
+from trustgrpo.ledger.scan import Findings, Report, first_references, scan_all, workers_for
 from trustgrpo.ledger.sign import Checkpoint, VerifierKey, load_public_key, parse_vkey
 from trustgrpo.ledger.sign import verify_checkpoint as check_note
 from trustgrpo.ledger.store import FORMAT, CheckpointRow
@@ -92,17 +92,6 @@ class VerifyReport:
         }
 
 
-class _Problems:
-    def __init__(self, report: VerifyReport, limit: int) -> None:
-        self.report, self.limit = report, limit
-
-    def __call__(self, where: str, message: str) -> None:
-        if len(self.report.problems) < self.limit:
-            self.report.problems.append(Problem(where, message))
-        else:
-            self.report.more_problems += 1
-
-
 def verify(
     reader: LedgerReader,
     *,
@@ -122,7 +111,7 @@ def verify(
     """
     t0 = time.perf_counter()
     report = VerifyReport(location=reader.location)
-    problem = _Problems(report, max_problems)
+    problem = Findings(max_problems)
     meta = reader.meta
     trusted = _trusted_key(reader, key, problem)
     report.key = trusted.to_vkey() if trusted and trusted.name else ""
@@ -137,8 +126,9 @@ def verify(
     checkpoint_rows = store.checkpoints()
     size = store.size()
     n = workers_for(store, size, workers)
-    scan = scan_all(store, size, deep, problem, workers=n, limit=max_problems)
+    scan = scan_all(store, size, deep, problem, workers=n)
     report.processes = scan.processes
+    report.warnings += scan.warnings
     tree = MerkleTree(scan.leaves)
     report.events, report.root = tree.size, tree.root().hex()
 
@@ -149,11 +139,13 @@ def verify(
         report.external += 1
         _verify_external(name, note, tree, trusted, origin, cps, problem)
 
-    report.more_problems += scan.dropped + scan.blob_problems.replay(problem)
+    problem += scan.blob_problems
     report.blobs, report.redacted_blobs = len(scan.blobs), scan.redacted
     missing = {r.decode() for r in scan.refs} - scan.blobs
     for i, h in first_references(store, missing, size) if missing else ():
         problem(f"event {i}", f"refers to blob {h}, expected in the blob table, found none")
+    report.problems = [Problem(where, message) for where, message in problem.items]
+    report.more_problems = problem.dropped
     if tree.size and not cps:
         report.warnings.append(f"no signed checkpoint: none of the {tree.size} events is signed")
     elif tree.size > report.signed_size:
@@ -166,7 +158,7 @@ def verify(
 
 
 def _trusted_key(
-    reader: LedgerReader, key: VerifierKey | None, problem: _Problems
+    reader: LedgerReader, key: VerifierKey | None, problem: Report
 ) -> VerifierKey | None:
     stored = file_key = None
     try:
@@ -200,7 +192,7 @@ def _verify_checkpoints(
     tree: MerkleTree,
     key: VerifierKey | None,
     origin: str,
-    problem: _Problems,
+    problem: Report,
 ) -> list[Checkpoint]:
     good: list[Checkpoint] = []
     prev: Checkpoint | None = None
@@ -238,7 +230,7 @@ def _check_head(
     cp: Checkpoint,
     tree: MerkleTree,
     origin: str,
-    problem: _Problems,
+    problem: Report,
     prev: Checkpoint | None,
 ) -> bool:
     """Check a signed head against the recomputed tree; True when something is wrong."""
@@ -274,7 +266,7 @@ def _verify_external(
     key: VerifierKey | None,
     origin: str,
     cps: list[Checkpoint],
-    problem: _Problems,
+    problem: Report,
 ) -> None:
     where = f"external checkpoint {name}"
     if key is None:

@@ -95,9 +95,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     external = [(p, _read(p, "--checkpoint")) for p in args.checkpoint or []]
     key = _key(args.key)
     with _open(args) as reader:
-        report = verify(
-            reader, key=key, external=external, deep=args.deep, workers=args.workers or None
-        )
+        report = verify(reader, key=key, external=external, deep=args.deep, workers=args.workers)
         latest = reader.store.latest_checkpoint()
     if args.save_checkpoint and report.ok and latest is not None:
         Path(args.save_checkpoint).write_bytes(bytes(latest[2]))
@@ -326,7 +324,6 @@ def add_audit_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument(
         "--workers",
         type=_positive_int,
-        default=0,
         metavar="N",
         help="processes that scan a SQLite ledger of 50,000 events or more (default: one per "
         "CPU, at most 8; 1: this process only)",

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import os
 import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ def scan_events(
             _check_row(i, idx, lh, h, problem)
         m = tail_search(data, max(len(data) - 96, 0))
         if m is None or data[:9] != b'{"body":{' or int(m[1]) != i or m[2].decode() != kind or deep:
-            _check_envelope(i, kind, data, deep, problem)
+            _check_envelope(i, kind, h, data, deep, problem)
         append(h)
         keep(data)
         if len(chunk) == 4096:  # one search over many leaves: far fewer calls
@@ -135,7 +136,7 @@ def first_references(store: Store, hashes: set[str], stop: int) -> list[tuple[in
 
 class Findings:
     """A ``problem(where, message)`` that keeps the first ``limit`` problems (None: all) and
-    counts the rest; :meth:`replay` hands them on."""
+    counts the rest."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -148,14 +149,10 @@ class Findings:
         else:
             self.dropped += 1
 
-    def replay(self, problem: Report) -> int:
-        """Report the kept problems through ``problem``; returns how many were dropped."""
-        for where, message in self.items:
-            problem(where, message)
-        return self.dropped
-
     def __iadd__(self, other: Findings) -> Findings:
-        other.replay(self)
+        """Add ``other``'s problems after these (kept up to this limit, the rest counted)."""
+        for where, message in other.items:
+            self(where, message)
         self.dropped += other.dropped
         return self
 
@@ -167,14 +164,14 @@ class Scan:
 
     leaves: list[bytes] = field(default_factory=list)
     refs: set[bytes] = field(default_factory=set)
-    dropped: int = 0
-    """Problems of events a helper found beyond the limit (not handed on)."""
     blobs: set[str] = field(default_factory=set)
     redacted: int = 0
     blob_problems: Findings = field(default_factory=lambda: Findings(None))
     """Problems of blobs, reported after those of the checkpoints (``verify``'s order)."""
     processes: int = 1
-    """This one and the helpers that were started."""
+    """This one and the helpers that answered."""
+    warnings: list[str] = field(default_factory=list)
+    """Helpers that failed (their share was scanned here)."""
 
 
 def default_workers() -> int:
@@ -190,11 +187,11 @@ def workers_for(store: Store, events: int, workers: int | None) -> int:
     return max(1, default_workers() if workers is None else workers)
 
 
-def scan_all(
-    store: Store, events: int, deep: bool, problem: Report, workers: int = 1, limit: int = 50
-) -> Scan:
+def scan_all(store: Store, events: int, deep: bool, problem: Findings, workers: int = 1) -> Scan:
     """Scan events ``0 <= idx < events`` and every blob, in ``workers`` processes (this one
-    and helpers; see the module docstring). Problems of events arrive in event order."""
+    and helpers; see the module docstring). Problems of events go to ``problem`` in event
+    order; those of blobs to :attr:`Scan.blob_problems`, with the same limit."""
+    limit = problem.limit
     scan = Scan(blob_problems=Findings(limit))
     procs = []
     with contextlib.suppress(OSError):  # no interpreter to start: fewer helpers, or none
@@ -207,7 +204,6 @@ def scan_all(
     assert isinstance(store, SQLiteStore)
     rows = store.blob_rows()
     helpers = len(procs)
-    scan.processes = helpers + 1
     ranges = split(events, rows, helpers + 1)
     try:
         for k, proc in enumerate(procs):
@@ -218,14 +214,15 @@ def scan_all(
         scan.leaves, scan.refs = scan_events(store, *ranges[0], deep, problem)
         for k, proc in enumerate(procs):
             try:
-                reply = _reply(proc)
-            except LedgerError:  # it died (killed, out of memory): do its share here
+                leaves, refs, event_problems, blobs, redacted, blob_problems = _reply(proc)
+            except LedgerError as e:  # it died (killed, out of memory): do its share here
+                scan.warnings.append(f"{e}; its share was scanned in the main process")
                 event_problems, blob_problems = Findings(limit), Findings(limit)
                 leaves, refs = scan_events(store, *ranges[k + 1], deep, event_problems)
                 blobs, redacted = scan_blobs(store, blob_problems, (k, helpers, rows))
-                reply = (leaves, refs, event_problems, blobs, redacted, blob_problems)
-            leaves, refs, event_problems, blobs, redacted, blob_problems = reply
-            scan.dropped += event_problems.replay(problem)
+            else:
+                scan.processes += 1
+            problem += event_problems
             scan.leaves += leaves
             scan.refs |= refs
             scan.blobs |= blobs
@@ -254,10 +251,16 @@ def _reply(proc: Any) -> Any:
     scans its share itself, and reports what fails there)."""
     try:
         reply = recv(proc.stdout)
-    except Exception as e:  # it died (EOFError), or sent what this process cannot read
-        raise LedgerError(f"verify helper: {type(e).__name__}: {e}") from None
+    except EOFError:
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # pragma: no cover - closed its output, still running
+            code = None
+        raise LedgerError(f"a verify helper stopped (exit code {code})") from None
+    except Exception as e:  # it sent what this process cannot read
+        raise LedgerError(f"a verify helper sent an unreadable reply ({e})") from None
     if reply[0] == "error":
-        raise LedgerError(f"verify helper: {reply[1]}")
+        raise LedgerError(f"a verify helper failed: {reply[1]}")
     return reply[1]
 
 
@@ -300,9 +303,9 @@ def _check_row(i: int, idx: int, lh: Any, h: bytes, problem: Report) -> None:
         )
 
 
-def _check_envelope(i: int, kind: str, data: bytes, deep: bool, problem: Report) -> None:
+def _check_envelope(i: int, kind: str, h: bytes, data: bytes, deep: bool, problem: Report) -> None:
     try:
-        event = parse_event(i, kind, _sha256(b"\x00" + data).digest(), data)
+        event = parse_event(i, kind, h, data)
     except VerificationError as e:
         problem(f"event {i}", str(e).removeprefix(f"event {i}: "))
         return
