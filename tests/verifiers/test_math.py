@@ -95,6 +95,17 @@ def test_a_slow_comparison_is_a_timeout_not_a_zero() -> None:
     assert o.duration_ms < 5000
 
 
+def test_a_power_too_big_to_compute_is_refused_before_sympy_tries() -> None:
+    # 9^(9^9) has 370 million digits: CPython computes it in C, where no timer can stop it.
+    v = MathVerifier(timeout_s=30.0, workers=1)
+    huge, fine = v.score(
+        [s(r"$\boxed{9^{9^{9}}}$", "1"), s(r"$\boxed{2^{100} - 2^{100} + 1}$", "1")]
+    )
+    assert huge.status == "timeout" and "too big to compute" in huge.details["reason"]
+    assert huge.duration_ms < 5000
+    assert fine.status == "correct"
+
+
 def test_version_includes_math_verify_version_and_ignores_pool_size() -> None:
     a, b = MathVerifier(workers=1), MathVerifier(workers=2, pool_min_batch=8)
     assert a.version == b.version

@@ -30,12 +30,21 @@ Needs ``math-verify`` (``pip install math-verify``); its version is part of this
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
 from trustgrpo.verifiers.base import Sample
-from trustgrpo.verifiers.core import BaseVerifier, Check, abstain, correct, incorrect, wrong_answer
+from trustgrpo.verifiers.core import (
+    BaseVerifier,
+    Check,
+    VerifierTimeout,
+    abstain,
+    correct,
+    incorrect,
+    wrong_answer,
+)
 from trustgrpo.verifiers.extract import DEFAULT_STOPS, boxed_contents, cut_at_stop, tag_contents
 from trustgrpo.verifiers.params import ge, gt
 
@@ -104,6 +113,41 @@ def parse_reference(reference: str) -> tuple[Any, ...]:
     return tuple(found)
 
 
+_MAX_POWER_BITS = 1 << 24
+"""An integer power beyond about 2^(2^24) (5 million digits) is not computed: CPython raises
+big powers in C, where no timer can stop it, so ``9^{9^{9^9}}`` would hang the process."""
+
+
+def _log2_size(e: Any) -> float | None:
+    """log2 of ``|e|`` for integers and integer power towers (``inf`` when that is beyond
+    floats), None for anything else."""
+    if e.is_Integer:
+        return float(max(int(abs(e)).bit_length() - 1, 0))
+    if e.is_Pow:
+        base, exp = (_log2_size(a) for a in e.args)
+        if base is None or exp is None or e.args[1].is_negative:
+            return None
+        return base * 2.0**exp if exp < 1000 else math.inf
+    return None
+
+
+def _refuse_huge_powers(parsed: list[Any]) -> None:
+    """Raise :class:`VerifierTimeout` when an answer holds an integer power too big to compute
+    (see :data:`_MAX_POWER_BITS`): the comparison could not finish in any time limit."""
+    from sympy import Basic, preorder_traversal
+
+    for expr in parsed:
+        if not isinstance(expr, Basic):
+            continue
+        for node in preorder_traversal(expr):
+            if node.is_Pow:
+                bits = _log2_size(node)
+                if bits is not None and bits > _MAX_POWER_BITS:
+                    raise VerifierTimeout(
+                        f"the answer holds a power of about 2^{bits:.3g}, too big to compute"
+                    )
+
+
 def _shown(parsed: list[Any]) -> str:
     texts = [p for p in parsed if isinstance(p, str)]
     return (texts[0] if texts else str(parsed[0]))[:200]
@@ -149,6 +193,7 @@ class MathVerifier(BaseVerifier[MathParams]):
         pred, reason = self._prediction(sample.completion)
         if not pred:
             return incorrect(reason)
+        _refuse_huge_powers([*gold, *pred])
         p = self.params
         same = _math_verify().verify(
             list(gold),
